@@ -1,0 +1,330 @@
+"""One live JSON-RPC conversation with a backend MCP server, whatever carries it.
+
+A `BackendConnection` multiplexes concurrent requests by id, stamps each request with the
+envelope its negotiated protocol version needs, and routes what the backend sends back:
+responses to the waiting caller, progress and request-scoped messages to that caller's
+`CallSink`, list changes to the owner's `on_notification`. It ignores what the messages
+mean beyond that; transports (stdio, SSE, streamable HTTP) only move bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import msgspec
+from msgspec import UNSET, Raw
+
+from aggregator.backends.negotiate import negotiate
+from aggregator.protocol import versions as v
+from aggregator.protocol.errors import (
+    METHOD_NOT_FOUND,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    GatewayError,
+)
+from aggregator.protocol.jsonrpc import (
+    ErrorResponse,
+    Message,
+    Notification,
+    Params,
+    Request,
+    RequestId,
+    ResultResponse,
+    decode_params,
+    encode,
+    raw,
+)
+from shared.config import ServerSpec
+
+__all__ = ["BackendConnection", "CallSink", "NotificationHandler"]
+
+log = logging.getLogger("aggregator.backend")
+
+_GATEWAY_INFO_RAW = raw(v.GATEWAY_INFO)
+_EMPTY_CAPS = raw({})
+_EMPTY_RESULT = raw({})
+_NO_ROOTS = raw({"roots": []})
+
+NotificationHandler = Callable[["BackendConnection", str, Params], None]
+
+
+class CallSink(Protocol):
+    """Where a backend's messages about one in-flight call go (the calling client)."""
+
+    wants_progress: bool
+
+    async def notify(self, method: str, params: Params) -> None:
+        """Deliver a request-scoped notification (progress, log message) to the caller."""
+
+    async def ask(self, method: str, params: Raw) -> Raw:
+        """Put a backend's request (sampling, elicitation, roots) to the caller; return its result."""
+
+
+class _Pending:
+    __slots__ = ("future", "sink")
+
+    def __init__(self, sink: CallSink | None) -> None:
+        self.future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.sink = sink
+
+
+class BackendConnection:
+    """Base class: request multiplexing, envelope stamping and message routing."""
+
+    transport = "abstract"
+    speaks_modern = True
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        *,
+        on_notification: NotificationHandler | None = None,
+        on_lost: Callable[[BackendConnection, str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.server = spec.name
+        self.protocol_version: str | None = None
+        self.capabilities: dict[str, Any] = {}
+        self.server_info: dict[str, Any] = {}
+        self.instructions: str | None = None
+        self.on_notification = on_notification
+        self.on_lost = on_lost
+        self.lost_reason: str | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[RequestId, _Pending] = {}
+        self._progress: dict[str, CallSink] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- what the rest of the gateway uses --------------------------------------------------
+
+    @property
+    def modern(self) -> bool:
+        return v.is_modern(self.protocol_version)
+
+    @property
+    def alive(self) -> bool:
+        return self.lost_reason is None
+
+    async def start(self) -> None:
+        """Open the transport and negotiate a protocol version (see negotiate.py)."""
+        await self._open()
+        try:
+            await negotiate(self)
+        except BaseException:
+            await self.aclose()
+            raise
+        self._after_handshake()
+
+    async def request(
+        self,
+        method: str,
+        params: Params | None = None,
+        *,
+        timeout: float | None = None,
+        sink: CallSink | None = None,
+        client_meta: Params | None = None,
+        client_capabilities: Raw | None = None,
+    ) -> Message:
+        """Send a request stamped for this backend's protocol version; return its response."""
+        outgoing = dict(params) if params else {}
+        request_id = next(self._ids)
+        token = f"gw-{request_id}" if sink is not None and sink.wants_progress else None
+        outgoing["_meta"] = self._stamp_meta(client_meta, token, client_capabilities)
+        return await self.send(method, outgoing, request_id=request_id, timeout=timeout, sink=sink, token=token)
+
+    async def send(
+        self,
+        method: str,
+        params: Params | dict[str, Any] | None,
+        *,
+        request_id: RequestId | None = None,
+        timeout: float | None = None,
+        sink: CallSink | None = None,
+        token: str | None = None,
+    ) -> Message:
+        """Send params exactly as given (no stamping); used for handshakes and by `request`."""
+        if not self.alive:
+            raise BackendUnavailable(self.server, f"backend {self.server!r} is not connected: {self.lost_reason}")
+        if request_id is None:
+            request_id = next(self._ids)
+        body = encode(
+            Request(id=request_id, method=method, params=Raw(encode(params)) if params is not None else UNSET)
+        )
+        pending = _Pending(sink)
+        self._pending[request_id] = pending
+        if token is not None and sink is not None:
+            self._progress[token] = sink
+        limit = timeout if timeout is not None else self.spec.timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await self._exchange(request_id, method, params, body, pending)
+        except TimeoutError:
+            self._spawn(self._cancel(request_id, f"timed out after {limit:g}s"))
+            raise BackendTimeout(
+                self.server, f"backend {self.server!r} did not answer {method} within {limit:g}s (its timeout)"
+            ) from None
+        except asyncio.CancelledError:
+            self._spawn(self._cancel(request_id, "the client cancelled the request"))
+            raise
+        finally:
+            self._pending.pop(request_id, None)
+            if token is not None:
+                self._progress.pop(token, None)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._send_message(
+            encode(Notification(method=method, params=raw(params) if params is not None else UNSET))
+        )
+
+    async def aclose(self) -> None:
+        """Close the transport, fail what is in flight, stop background tasks."""
+        self._lose("connection closed by the gateway", notify=False)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2)
+        await self._close()
+
+    # -- for subclasses ----------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def _exchange(
+        self, request_id: RequestId, method: str, params: Any, body: bytes, pending: _Pending
+    ) -> Message:
+        """Deliver one request and return its response (stream transports: write, await)."""
+        await self._send_message(body)
+        return await pending.future
+
+    async def _send_message(self, body: bytes) -> None:
+        """Deliver a notification or a response to a server request."""
+        raise NotImplementedError
+
+    async def _cancel(self, request_id: RequestId, reason: str) -> None:
+        """Tell the backend to stop working on a request the caller gave up on."""
+        with contextlib.suppress(GatewayError, OSError):
+            await self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason})
+
+    def _after_handshake(self) -> None:
+        """Start whatever listens for the backend's unsolicited notifications."""
+
+    def _dispatch(self, message: Message, via: _Pending | None = None) -> None:
+        """Route one message from the backend; `via` is the call whose stream carried it."""
+        kind = message.kind
+        if kind == "response":
+            pending = self._pending.get(message.id)  # type: ignore[arg-type]
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(message)
+        elif kind == "notification":
+            self._on_backend_notification(message, via)
+        else:
+            self._spawn(self._answer(message, via))
+
+    def _lose(self, reason: str, *, notify: bool = True) -> None:
+        """Mark the connection dead and fail every call waiting on it."""
+        if self.lost_reason is not None:
+            return
+        self.lost_reason = reason
+        error = BackendUnavailable(self.server, f"backend {self.server!r} {reason}")
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        if notify and self.on_lost is not None:
+            self.on_lost(self, reason)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _stamp_meta(self, client_meta: Params | None, token: str | None, client_capabilities: Raw | None) -> Raw:
+        meta: dict[str, Raw] = {}
+        if client_meta:
+            for key, value in client_meta.items():
+                if key != v.PROGRESS_TOKEN and not key.startswith(v.RESERVED_META_PREFIX):
+                    meta[key] = value
+            if self.modern and v.LOG_LEVEL in client_meta:
+                meta[v.LOG_LEVEL] = client_meta[v.LOG_LEVEL]
+        if token is not None:
+            meta[v.PROGRESS_TOKEN] = raw(token)
+        if self.modern:
+            meta[v.PROTOCOL_VERSION] = raw(self.protocol_version)
+            meta[v.CLIENT_INFO] = _GATEWAY_INFO_RAW
+            meta[v.CLIENT_CAPABILITIES] = client_capabilities or _EMPTY_CAPS
+        return Raw(encode(meta))
+
+    def _on_backend_notification(self, message: Message, via: _Pending | None) -> None:
+        method = message.method
+        assert isinstance(method, str)
+        try:
+            params = decode_params(message.params)
+        except GatewayError:
+            log.warning("backend %s sent %s with malformed params; ignored", self.server, method)
+            return
+        if method == "notifications/progress":
+            token = params.get(v.PROGRESS_TOKEN)
+            sink = self._progress.get(msgspec.json.decode(token)) if token is not None else None
+            if sink is not None:
+                self._spawn(sink.notify(method, params))
+            return
+        if method == "notifications/message":
+            sink = self._call_sink(via)
+            if sink is not None:
+                self._spawn(sink.notify(method, params))
+                return
+        if self.on_notification is not None:
+            self.on_notification(self, method, params)
+
+    def _call_sink(self, via: _Pending | None) -> CallSink | None:
+        """The caller a message belongs to: the call whose stream carried it, else the only one."""
+        if via is not None:
+            return via.sink
+        sinks = [p.sink for p in self._pending.values() if p.sink is not None]
+        return sinks[0] if len(sinks) == 1 else None
+
+    async def _answer(self, message: Message, via: _Pending | None) -> None:
+        """Answer a backend's request, through the calling client when one can be found."""
+        method = message.method
+        assert isinstance(method, str) and message.id is not None and message.id is not UNSET
+        sink = self._call_sink(via)
+        try:
+            if sink is not None:
+                result = await sink.ask(method, message.params if message.params is not UNSET else _EMPTY_RESULT)
+            elif method == "ping":
+                result = _EMPTY_RESULT
+            elif method == "roots/list":
+                result = _NO_ROOTS
+            else:
+                raise GatewayError(
+                    f"the gateway cannot route {method} to a client: it is not part of a call in progress"
+                    " (or several calls are in progress on this connection)",
+                    code=METHOD_NOT_FOUND,
+                )
+            body = encode(ResultResponse(id=message.id, result=result))
+        except GatewayError as exc:
+            body = encode(ErrorResponse(id=message.id, error={"code": exc.code, "message": exc.message}))
+        except Exception as exc:  # a client that vanished mid-question must not wedge the backend
+            log.warning("answering %s from backend %s failed: %s", method, self.server, exc)
+            body = encode(ErrorResponse(id=message.id, error={"code": -32603, "message": f"gateway error: {exc}"}))
+        try:
+            await self._send_message(body)
+        except (GatewayError, OSError) as exc:
+            log.warning("could not deliver the answer to %s to backend %s: %s", method, self.server, exc)
+
+
+def unexpected_status(server: str, status: int, body: bytes) -> BackendError:
+    """A BackendError for an HTTP answer that is neither JSON-RPC nor success."""
+    text = body[:200].decode("utf-8", "replace").strip()
+    return BackendError(server, f"backend {server!r} answered HTTP {status}" + (f": {text}" if text else ""))

@@ -1,0 +1,119 @@
+"""Pick a protocol version with a backend: 2026-07-28 first, then the initialize handshake.
+
+The probe is `server/discover`. A discover result, or a recognised modern error, means a
+modern server; anything else (another error, an HTTP 4xx without a JSON-RPC body, silence)
+means a legacy server, which gets `initialize` with the newest handshake version.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec import UNSET
+
+from aggregator.protocol import versions as v
+from aggregator.protocol.errors import UNSUPPORTED_PROTOCOL_VERSION, BackendError, BackendTimeout
+
+if TYPE_CHECKING:
+    from aggregator.backends.base import BackendConnection
+
+__all__ = ["NotModern", "negotiate"]
+
+log = logging.getLogger("aggregator.backend")
+
+_PROBE_TIMEOUT = 5.0
+
+# What the gateway declares to legacy backends: it relays these to the calling client.
+GATEWAY_CAPABILITIES: dict[str, Any] = {
+    "sampling": {},
+    "elicitation": {"form": {}, "url": {}},
+    "roots": {"listChanged": False},
+}
+
+
+class NotModern(Exception):
+    """The transport saw an answer that no 2026-07-28 server gives (e.g. HTTP 400 without JSON-RPC)."""
+
+
+async def negotiate(conn: BackendConnection) -> None:
+    """Set conn.protocol_version, capabilities, server_info and instructions."""
+    for version in v.MODERN_VERSIONS if conn.speaks_modern else ():
+        try:
+            outcome = await _probe(conn, version)
+        except (NotModern, BackendTimeout) as exc:
+            log.debug("backend %s is not modern (%s); falling back to initialize", conn.server, exc)
+            break
+        if outcome == "retry":
+            continue
+        if outcome == "legacy":
+            break
+        return
+    await _initialize(conn)
+
+
+async def _probe(conn: BackendConnection, version: str) -> str:
+    meta = {v.PROTOCOL_VERSION: version, v.CLIENT_INFO: v.GATEWAY_INFO, v.CLIENT_CAPABILITIES: {}}
+    conn.protocol_version = version  # HTTP transports send it as MCP-Protocol-Version
+    reply = await conn.send("server/discover", {"_meta": meta}, timeout=min(_PROBE_TIMEOUT, conn.spec.timeout))
+    if reply.error is not UNSET:
+        error = _decode(reply.error)
+        conn.protocol_version = None
+        if error.get("code") == UNSUPPORTED_PROTOCOL_VERSION:
+            supported = (error.get("data") or {}).get("supported") or []
+            if not set(supported) & set(v.MODERN_VERSIONS):
+                log.info("backend %s speaks only %s; trying initialize", conn.server, supported)
+                return "legacy"
+            return "retry"
+        return "legacy"
+    result = _decode(reply.result)
+    conn.capabilities = result.get("capabilities") or {}
+    conn.server_info = (result.get("_meta") or {}).get(v.SERVER_INFO) or {}
+    conn.instructions = result.get("instructions")
+    supported = result.get("supportedVersions") or [version]
+    if version not in supported:
+        common = [s for s in v.MODERN_VERSIONS if s in supported]
+        if not common:
+            conn.protocol_version = None
+            return "legacy"
+        conn.protocol_version = common[0]
+    return "modern"
+
+
+async def _initialize(conn: BackendConnection) -> None:
+    conn.protocol_version = None
+    params = {
+        "protocolVersion": v.LATEST_HANDSHAKE,
+        "capabilities": GATEWAY_CAPABILITIES,
+        "clientInfo": v.GATEWAY_INFO,
+    }
+    reply = await conn.send("initialize", params)
+    if reply.error is not UNSET:
+        error = _decode(reply.error)
+        raise BackendError(
+            conn.server,
+            f"backend {conn.server!r} refused initialize: {error.get('message', error)}"
+            " (it speaks neither 2026-07-28 nor an initialize-based version the gateway knows)",
+        )
+    result = _decode(reply.result)
+    version = result.get("protocolVersion")
+    if version not in v.HANDSHAKE_VERSIONS:
+        raise BackendError(
+            conn.server,
+            f"backend {conn.server!r} answered initialize with protocol version {version!r}, "
+            f"which the gateway does not speak ({', '.join(v.HANDSHAKE_VERSIONS)})",
+        )
+    conn.protocol_version = version
+    conn.capabilities = result.get("capabilities") or {}
+    conn.server_info = result.get("serverInfo") or {}
+    conn.instructions = result.get("instructions")
+    await conn.notify("notifications/initialized")
+
+
+def _decode(value: Any) -> dict[str, Any]:
+    try:
+        decoded = msgspec.json.decode(value)
+    except (msgspec.DecodeError, TypeError):
+        return {}
+    return decoded if isinstance(decoded, dict) else {}

@@ -1,0 +1,89 @@
+"""A backend over the deprecated HTTP+SSE transport (2024-11-05): one GET stream carries
+everything the server says; the `endpoint` event names where to POST what we say."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urljoin
+
+import aiohttp
+
+from aggregator.backends.base import BackendConnection, unexpected_status
+from aggregator.backends.http import new_http_session, translate_errors
+from aggregator.backends.sse_events import iter_events
+from aggregator.protocol.errors import BackendUnavailable, GatewayError
+from aggregator.protocol.jsonrpc import decode_message
+
+__all__ = ["SseConnection"]
+
+_ENDPOINT_WAIT = 10.0
+
+
+class SseConnection(BackendConnection):
+    transport = "sse"
+    speaks_modern = False  # 2026-07-28 has no HTTP+SSE binding
+
+    _http: aiohttp.ClientSession | None = None
+
+    async def _open(self) -> None:
+        self._http = new_http_session(self.spec)
+        self._endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._spawn(self._read_stream())
+        try:
+            async with asyncio.timeout(min(_ENDPOINT_WAIT, self.spec.timeout)):
+                self._post_url = await self._endpoint
+        except TimeoutError:
+            await self._http.close()
+            raise BackendUnavailable(
+                self.server, f"backend {self.server!r} sent no endpoint event on {self.spec.url}"
+            ) from None
+        except BaseException:
+            await self._http.close()
+            raise
+
+    async def _close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    async def _read_stream(self) -> None:
+        assert self._http is not None
+        url = self.spec.url
+        reason = "closed its SSE stream"
+        try:
+            with translate_errors(self.server, url):
+                async with self._http.get(url, headers={"Accept": "text/event-stream"}) as response:
+                    if response.status != 200:
+                        raise unexpected_status(self.server, response.status, await response.read())
+                    async for event in iter_events(response.content):
+                        self._on_event(event.event, event.data)
+        except GatewayError as exc:
+            reason = exc.message
+            if not self._endpoint.done():
+                self._endpoint.set_exception(exc)
+        if not self._endpoint.done():
+            self._endpoint.set_exception(BackendUnavailable(self.server, f"backend {self.server!r} {reason}"))
+        self._lose(reason if reason.startswith("closed") else f"is unreachable: {reason}")
+
+    def _on_event(self, name: str, data: bytes) -> None:
+        if name == "endpoint":
+            if not self._endpoint.done():
+                self._endpoint.set_result(urljoin(self.spec.url or "", data.decode().strip()))
+            return
+        if name != "message" or not data:
+            return
+        try:
+            message = decode_message(data)
+        except GatewayError:
+            return
+        if not isinstance(message, list):
+            self._dispatch(message)
+
+    async def _send_message(self, body: bytes) -> None:
+        assert self._http is not None
+        with translate_errors(self.server, self._post_url):
+            async with self._http.post(
+                self._post_url, data=body, headers={"Content-Type": "application/json"}
+            ) as response:
+                payload = await response.read()
+                if response.status >= 300:
+                    raise unexpected_status(self.server, response.status, payload)

@@ -1,0 +1,220 @@
+"""A backend over Streamable HTTP, in either era.
+
+2026-07-28: every request is its own POST carrying `Mcp-Method`/`Mcp-Name`; closing the
+response is the cancellation; list changes arrive on a `subscriptions/listen` stream.
+2025-11-25 and older: requests carry the `Mcp-Session-Id` minted by `initialize`;
+unsolicited notifications arrive on the GET stream.
+Request bodies and result payloads stay bytes; only the envelope is decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiohttp
+import msgspec
+from msgspec import Raw
+
+from aggregator.backends.base import BackendConnection, _Pending, unexpected_status
+from aggregator.backends.http import encode_header_value, new_http_session, translate_errors
+from aggregator.backends.negotiate import NotModern
+from aggregator.backends.sse_events import iter_events
+from aggregator.protocol import versions as v
+from aggregator.protocol.errors import (
+    HEADER_MISMATCH,
+    MISSING_CLIENT_CAPABILITY,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    BackendUnavailable,
+    GatewayError,
+)
+from aggregator.protocol.jsonrpc import Message, Request, RequestId, decode_message, encode, raw
+
+__all__ = ["StreamableHttpConnection"]
+
+log = logging.getLogger("aggregator.backend")
+
+_MODERN_ERRORS = {HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION}
+_NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_LISTEN_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class StreamableHttpConnection(BackendConnection):
+    transport = "streamable-http"
+
+    _http: aiohttp.ClientSession | None = None
+    _session_id: str | None = None
+
+    async def _open(self) -> None:
+        self._http = new_http_session(self.spec)
+        self._url = self.spec.url
+
+    async def _close(self) -> None:
+        if self._http is None:
+            return
+        if self._session_id is not None and not self.modern:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._http.delete(self._url, headers=self._base_headers())
+        await self._http.close()
+
+    def _base_headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if self.protocol_version is not None:
+            headers["MCP-Protocol-Version"] = self.protocol_version
+        if self._session_id is not None and not self.modern:
+            headers["Mcp-Session-Id"] = self._session_id
+        return headers
+
+    def _request_headers(self, method: str, params: Any) -> dict[str, str]:
+        headers = self._base_headers()
+        if self.modern:
+            headers["Mcp-Method"] = method
+            key = _NAMED.get(method)
+            if key is not None and params and key in params:
+                value = params[key]
+                name = msgspec.json.decode(value) if isinstance(value, Raw) else value
+                if isinstance(name, str):
+                    headers["Mcp-Name"] = encode_header_value(name)
+        return headers
+
+    async def _exchange(
+        self, request_id: RequestId, method: str, params: Any, body: bytes, pending: _Pending
+    ) -> Message:
+        assert self._http is not None
+        headers = self._request_headers(method, params)
+        with translate_errors(self.server, self._url):
+            async with self._http.post(self._url, data=body, headers=headers) as response:
+                if method == "initialize":
+                    self._session_id = response.headers.get("Mcp-Session-Id")
+                if response.content_type == "text/event-stream" and response.status == 200:
+                    return await self._read_response_stream(response, method, pending)
+                payload = await response.read()
+                return self._single_response(response.status, method, payload, request_id)
+
+    async def _read_response_stream(self, response: aiohttp.ClientResponse, method: str, pending: _Pending) -> Message:
+        async for event in iter_events(response.content):
+            if event.event != "message" or not event.data:
+                continue
+            try:
+                message = decode_message(event.data)
+            except GatewayError:
+                log.warning("backend %s sent a malformed SSE message: %.200r", self.server, event.data)
+                continue
+            assert not isinstance(message, list)
+            self._dispatch(message, via=pending)
+            if pending.future.done():
+                return pending.future.result()
+        raise BackendUnavailable(self.server, f"backend {self.server!r} closed the stream before answering {method}")
+
+    def _single_response(self, status: int, method: str, payload: bytes, request_id: RequestId) -> Message:
+        message: Message | None = None
+        if payload[:1] in (b"{", b" ", b"\n"):
+            with contextlib.suppress(GatewayError):
+                decoded = decode_message(payload)
+                if not isinstance(decoded, list) and decoded.kind == "response":
+                    message = decoded
+        if method == "server/discover" and status >= 400:
+            code = _error_code(message)
+            if code not in _MODERN_ERRORS:
+                raise NotModern(f"HTTP {status} without a 2026-07-28 error")
+        if message is not None:
+            message.id = request_id
+            return message
+        if status == 404 and self._session_id is not None and not self.modern:
+            self._lose("ended our session (HTTP 404); reconnecting")
+            raise BackendUnavailable(self.server, f"backend {self.server!r} ended the gateway's session")
+        raise unexpected_status(self.server, status, payload)
+
+    async def _send_message(self, body: bytes) -> None:
+        assert self._http is not None
+        with translate_errors(self.server, self._url):
+            async with self._http.post(self._url, data=body, headers=self._base_headers()) as response:
+                payload = await response.read()
+                if response.status >= 300:
+                    raise unexpected_status(self.server, response.status, payload)
+
+    async def _cancel(self, request_id: RequestId, reason: str) -> None:
+        # 2026-07-28: closing the response stream was the cancellation.
+        if not self.modern:
+            await super()._cancel(request_id, reason)
+
+    def _after_handshake(self) -> None:
+        self._spawn(self._listen_forever())
+
+    async def _listen_forever(self) -> None:
+        """Keep one stream open for the backend's unsolicited notifications."""
+        failures = 0
+        while self.alive:
+            try:
+                opened = await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except (GatewayError, aiohttp.ClientError, OSError) as exc:
+                log.debug("notification stream to %s failed: %s", self.server, exc)
+                opened = False
+                failures += 1
+                if failures >= 3:
+                    self._lose(f"is unreachable at {self._url} ({exc})")
+                    return
+            if opened is None:
+                return  # the backend offers no such stream
+            if opened:
+                failures = 0
+            await asyncio.sleep(_LISTEN_BACKOFF[min(failures, len(_LISTEN_BACKOFF) - 1)])
+
+    async def _listen_once(self) -> bool | None:
+        assert self._http is not None
+        if self.modern:
+            wanted = {
+                "toolsListChanged": _flag(self.capabilities, "tools"),
+                "promptsListChanged": _flag(self.capabilities, "prompts"),
+                "resourcesListChanged": _flag(self.capabilities, "resources"),
+            }
+            wanted = {k: True for k, on in wanted.items() if on}
+            if not wanted:
+                return None
+            meta = {v.PROTOCOL_VERSION: self.protocol_version, v.CLIENT_INFO: v.GATEWAY_INFO, v.CLIENT_CAPABILITIES: {}}
+            params = raw({"_meta": meta, "notifications": wanted})
+            body = encode(Request(id=f"listen-{next(self._ids)}", method="subscriptions/listen", params=params))
+            headers = self._request_headers("subscriptions/listen", None)
+            request = self._http.post(self._url, data=body, headers=headers)
+        else:
+            headers = self._base_headers()
+            headers["Accept"] = "text/event-stream"
+            del headers["Content-Type"]
+            request = self._http.get(self._url, headers=headers)
+        async with request as response:
+            if response.status == 404 and not self.modern:
+                self._lose("ended the gateway's session (HTTP 404); reconnecting")
+                return None
+            if response.status >= 400:
+                if response.status == 405 or self.modern:
+                    return None  # no notification stream offered
+                raise unexpected_status(self.server, response.status, await response.read())
+            if response.content_type != "text/event-stream":
+                return None
+            async for event in iter_events(response.content):
+                if event.event == "message" and event.data:
+                    with contextlib.suppress(GatewayError):
+                        message = decode_message(event.data)
+                        if not isinstance(message, list):
+                            self._dispatch(message)
+        return True
+
+
+def _flag(capabilities: dict[str, Any], key: str) -> bool:
+    section = capabilities.get(key)
+    return isinstance(section, dict) and bool(section.get("listChanged"))
+
+
+def _error_code(message: Message | None) -> int | None:
+    if message is None or message.error is msgspec.UNSET:
+        return None
+    try:
+        error = msgspec.json.decode(message.error)
+    except msgspec.DecodeError:
+        return None
+    return error.get("code") if isinstance(error, dict) else None

@@ -1,0 +1,168 @@
+"""JSON-RPC 2.0 envelopes, decoded once where bytes arrive.
+
+Params are decoded one level deep into `dict[str, Raw]`: the gateway reads the few members it
+routes on (`name`, `uri`, `_meta`) and re-emits every other member as the bytes it received,
+so tool arguments and results are never re-validated on the way through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Raw, UnsetType
+
+from aggregator.protocol.errors import GatewayError, InvalidParams, InvalidRequest, ParseError, error_body
+
+__all__ = [
+    "ErrorResponse",
+    "Message",
+    "Notification",
+    "Params",
+    "Request",
+    "RequestId",
+    "ResultResponse",
+    "decode_message",
+    "decode_params",
+    "encode",
+    "error_response",
+    "param_str",
+    "raw",
+]
+
+RequestId = int | str
+Params = dict[str, Raw]
+
+
+class Message(msgspec.Struct, omit_defaults=True):
+    """Any JSON-RPC message; `kind` says which."""
+
+    jsonrpc: str | UnsetType = UNSET
+    id: RequestId | UnsetType | None = UNSET
+    method: str | UnsetType = UNSET
+    params: Raw | UnsetType = UNSET
+    result: Raw | UnsetType = UNSET
+    error: Raw | UnsetType = UNSET
+
+    @property
+    def kind(self) -> str:
+        """'request', 'notification' or 'response'."""
+        if self.method is not UNSET:
+            return "notification" if self.id is UNSET else "request"
+        return "response"
+
+
+class Request(msgspec.Struct, kw_only=True):
+    jsonrpc: str = "2.0"
+    id: RequestId
+    method: str
+    params: Raw | UnsetType = UNSET
+
+
+class Notification(msgspec.Struct, kw_only=True):
+    jsonrpc: str = "2.0"
+    method: str
+    params: Raw | UnsetType = UNSET
+
+
+class ResultResponse(msgspec.Struct, kw_only=True):
+    jsonrpc: str = "2.0"
+    id: RequestId | None
+    result: Raw
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True):
+    jsonrpc: str = "2.0"
+    id: RequestId | None
+    error: Any
+
+
+_message_decoder = msgspec.json.Decoder(Message)
+_batch_decoder = msgspec.json.Decoder(list[Message])
+_params_decoder = msgspec.json.Decoder(Params)
+encode = msgspec.json.Encoder().encode
+
+
+def raw(value: Any) -> Raw:
+    """Encode a Python value into a Raw JSON fragment."""
+    return Raw(encode(value))
+
+
+def decode_message(body: bytes, *, allow_batch: bool = False) -> Message | list[Message]:
+    """Decode one JSON-RPC message (or a batch, where the protocol version allows it)."""
+    stripped = body.lstrip()
+    if stripped[:1] == b"[":
+        if not allow_batch:
+            _check_json(body)
+            raise InvalidRequest("JSON-RPC batches are not supported in this protocol version; send one message")
+        try:
+            batch = _batch_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            _check_json(body)
+            raise InvalidRequest(f"Invalid JSON-RPC batch: {exc}") from None
+        except msgspec.DecodeError:
+            raise ParseError("Parse error: the body is not valid JSON") from None
+        if not batch:
+            raise InvalidRequest("Empty JSON-RPC batch")
+        for message in batch:
+            _validate(message)
+        return batch
+    try:
+        message = _message_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        _check_json(body)
+        raise InvalidRequest(f"Invalid JSON-RPC message: {exc}") from None
+    except msgspec.DecodeError:
+        raise ParseError("Parse error: the body is not valid JSON") from None
+    _validate(message)
+    return message
+
+
+def _check_json(body: bytes) -> None:
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise ParseError("Parse error: the body is not valid JSON") from None
+
+
+def _validate(message: Message) -> None:
+    if message.jsonrpc != "2.0":
+        raise InvalidRequest('Invalid Request: "jsonrpc" must be "2.0"')
+    if message.method is not UNSET:
+        if message.id is None:
+            raise InvalidRequest("Invalid Request: a request id must be a string or an integer, not null")
+        if message.result is not UNSET or message.error is not UNSET:
+            raise InvalidRequest("Invalid Request: a request cannot carry result or error")
+    elif message.id is UNSET or (message.result is UNSET) == (message.error is UNSET):
+        raise InvalidRequest('Invalid Request: expected "method", or a response with "id" and "result" or "error"')
+
+
+def decode_params(params: Raw | UnsetType) -> Params:
+    """The params object one level deep; absent params are an empty dict."""
+    if params is UNSET:
+        return {}
+    try:
+        return _params_decoder.decode(params)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        raise InvalidParams("Invalid params: expected a JSON object") from None
+
+
+def param_str(params: Params, key: str, *, required: bool = True) -> str | None:
+    """A string member of params, or InvalidParams naming it."""
+    value = params.get(key)
+    if value is None:
+        if required:
+            raise InvalidParams(f"Invalid params: missing required string {key!r}")
+        return None
+    try:
+        decoded = msgspec.json.decode(value)
+    except msgspec.DecodeError:  # pragma: no cover - Raw came from a successful decode
+        raise InvalidParams(f"Invalid params: {key!r} is not JSON") from None
+    if not isinstance(decoded, str):
+        raise InvalidParams(f"Invalid params: {key!r} must be a string")
+    return decoded
+
+
+def error_response(request_id: RequestId | None, exc: GatewayError) -> bytes:
+    """Encoded JSON-RPC error response for `exc`."""
+    return encode(ErrorResponse(id=request_id, error=error_body(exc)))
