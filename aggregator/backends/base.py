@@ -51,6 +51,9 @@ _EMPTY_CAPS = raw({})
 _EMPTY_RESULT = raw({})
 _NO_ROOTS = raw({"roots": []})
 
+_LISTEN_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+_FOREVER = 10 * 365 * 24 * 3600.0
+
 NotificationHandler = Callable[["BackendConnection", str, Params], None]
 
 
@@ -100,6 +103,8 @@ class BackendConnection:
         self._pending: dict[RequestId, _Pending] = {}
         self._progress: dict[str, CallSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._watched: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
 
     # -- what the rest of the gateway uses --------------------------------------------------
 
@@ -217,6 +222,65 @@ class BackendConnection:
 
     def _after_handshake(self) -> None:
         """Start whatever listens for the backend's unsolicited notifications."""
+        if self.modern:
+            self._restart_listener()
+
+    async def watch_resource(self, uri: str) -> None:
+        """Ask for `notifications/resources/updated` about `uri` (2026-07-28: re-listen)."""
+        if uri not in self._watched:
+            self._watched.add(uri)
+            self._restart_listener()
+
+    def _restart_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+        task = asyncio.ensure_future(self._listen_forever())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._listener = task
+
+    def _listen_filter(self) -> dict[str, Any]:
+        """The 2026-07-28 `subscriptions/listen` filter this backend can honour."""
+        wanted: dict[str, Any] = {}
+        for capability, key in (
+            ("tools", "toolsListChanged"),
+            ("prompts", "promptsListChanged"),
+            ("resources", "resourcesListChanged"),
+        ):
+            section = self.capabilities.get(capability)
+            if isinstance(section, dict) and section.get("listChanged"):
+                wanted[key] = True
+        if self._watched:
+            wanted["resourceSubscriptions"] = sorted(self._watched)
+        return wanted
+
+    async def _listen_forever(self) -> None:
+        """Keep the backend's notification stream open while the connection lives."""
+        failures = 0
+        while self.alive:
+            try:
+                opened = await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except (GatewayError, OSError) as exc:
+                log.debug("notification stream to %s failed: %s", self.server, exc)
+                opened, failures = False, failures + 1
+                if failures >= 3:
+                    self._lose(f"stopped answering its notification stream ({exc})")
+                    return
+            if opened is None:
+                return  # nothing to listen for, or the backend offers no such stream
+            if opened:
+                failures = 0
+            await asyncio.sleep(_LISTEN_BACKOFF[min(failures, len(_LISTEN_BACKOFF) - 1)])
+
+    async def _listen_once(self) -> bool | None:
+        """One listen stream until it ends: True if it opened, None if there is nothing to hear."""
+        wanted = self._listen_filter()
+        if not wanted:
+            return None
+        await self.request("subscriptions/listen", {"notifications": raw(wanted)}, timeout=_FOREVER)
+        return True
 
     def _dispatch(self, message: Message, via: _Pending | None = None) -> None:
         """Route one message from the backend; `via` is the call whose stream carried it."""

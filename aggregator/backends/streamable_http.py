@@ -38,7 +38,6 @@ log = logging.getLogger("aggregator.backend")
 
 _MODERN_ERRORS = {HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION}
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-_LISTEN_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class StreamableHttpConnection(BackendConnection):
@@ -142,72 +141,42 @@ class StreamableHttpConnection(BackendConnection):
             await super()._cancel(request_id, reason)
 
     def _after_handshake(self) -> None:
-        self._spawn(self._listen_forever())
-
-    async def _listen_forever(self) -> None:
-        """Keep one stream open for the backend's unsolicited notifications."""
-        failures = 0
-        while self.alive:
-            try:
-                opened = await self._listen_once()
-            except asyncio.CancelledError:
-                raise
-            except (GatewayError, aiohttp.ClientError, OSError) as exc:
-                log.debug("notification stream to %s failed: %s", self.server, exc)
-                opened = False
-                failures += 1
-                if failures >= 3:
-                    self._lose(f"is unreachable at {self._url} ({exc})")
-                    return
-            if opened is None:
-                return  # the backend offers no such stream
-            if opened:
-                failures = 0
-            await asyncio.sleep(_LISTEN_BACKOFF[min(failures, len(_LISTEN_BACKOFF) - 1)])
+        self._restart_listener()
 
     async def _listen_once(self) -> bool | None:
+        """2026-07-28: a `subscriptions/listen` POST; older: the session's GET stream."""
         assert self._http is not None
         if self.modern:
-            wanted = {
-                "toolsListChanged": _flag(self.capabilities, "tools"),
-                "promptsListChanged": _flag(self.capabilities, "prompts"),
-                "resourcesListChanged": _flag(self.capabilities, "resources"),
-            }
-            wanted = {k: True for k, on in wanted.items() if on}
+            wanted = self._listen_filter()
             if not wanted:
                 return None
             meta = {v.PROTOCOL_VERSION: self.protocol_version, v.CLIENT_INFO: v.GATEWAY_INFO, v.CLIENT_CAPABILITIES: {}}
             params = raw({"_meta": meta, "notifications": wanted})
             body = encode(Request(id=f"listen-{next(self._ids)}", method="subscriptions/listen", params=params))
-            headers = self._request_headers("subscriptions/listen", None)
-            request = self._http.post(self._url, data=body, headers=headers)
+            request = self._http.post(self._url, data=body, headers=self._request_headers("subscriptions/listen", None))
         else:
             headers = self._base_headers()
             headers["Accept"] = "text/event-stream"
             del headers["Content-Type"]
             request = self._http.get(self._url, headers=headers)
-        async with request as response:
-            if response.status == 404 and not self.modern:
-                self._lose("ended the gateway's session (HTTP 404); reconnecting")
-                return None
-            if response.status >= 400:
-                if response.status == 405 or self.modern:
-                    return None  # no notification stream offered
-                raise unexpected_status(self.server, response.status, await response.read())
-            if response.content_type != "text/event-stream":
-                return None
-            async for event in iter_events(response.content):
-                if event.event == "message" and event.data:
-                    with contextlib.suppress(GatewayError):
-                        message = decode_message(event.data)
-                        if not isinstance(message, list):
-                            self._dispatch(message)
+        with translate_errors(self.server, self._url):
+            async with request as response:
+                if response.status == 404 and not self.modern:
+                    self._lose("ended the gateway's session (HTTP 404); reconnecting")
+                    return None
+                if response.status >= 400:
+                    if response.status == 405 or self.modern:
+                        return None  # no notification stream offered
+                    raise unexpected_status(self.server, response.status, await response.read())
+                if response.content_type != "text/event-stream":
+                    return None
+                async for event in iter_events(response.content):
+                    if event.event == "message" and event.data:
+                        with contextlib.suppress(GatewayError):
+                            message = decode_message(event.data)
+                            if not isinstance(message, list):
+                                self._dispatch(message)
         return True
-
-
-def _flag(capabilities: dict[str, Any], key: str) -> bool:
-    section = capabilities.get(key)
-    return isinstance(section, dict) and bool(section.get("listChanged"))
 
 
 def _error_code(message: Message | None) -> int | None:

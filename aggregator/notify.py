@@ -1,0 +1,107 @@
+"""NotificationHub: fan-out of change notifications to the client streams open on this replica.
+
+Streams are 2026-07-28 `subscriptions/listen` responses (filtered, tagged with their
+subscription id), 2025-11-25 GET streams and legacy SSE streams (every list change, plus the
+resources the session subscribed to), and the stdio client. A stream that cannot keep up is
+closed rather than allowed to block the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from msgspec import UNSET, Raw
+
+from aggregator.protocol import versions as v
+from aggregator.protocol.jsonrpc import Notification, encode, raw
+
+__all__ = ["Listener", "NotificationHub"]
+
+log = logging.getLogger("aggregator.notify")
+
+_LIST_METHODS = {
+    "tools": "notifications/tools/list_changed",
+    "prompts": "notifications/prompts/list_changed",
+    "resources": "notifications/resources/list_changed",
+    "resourceTemplates": "notifications/resources/list_changed",
+}
+_QUEUE_LIMIT = 1000
+
+
+class Listener:
+    """One open client stream and what it asked to hear about."""
+
+    def __init__(
+        self,
+        *,
+        kinds: set[str],
+        uris: set[str] | None = None,
+        subscription_id: Raw | None = None,
+        session_id: str | None = None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
+        self.kinds = kinds
+        self.uris = uris if uris is not None else set()
+        self.subscription_id = subscription_id
+        self.session_id = session_id
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE_LIMIT)
+        self.on_overflow = on_overflow
+        self.closed = False
+
+    def deliver(self, method: str, params: dict[str, object] | None = None) -> None:
+        body: dict[str, object] = dict(params or {})
+        if self.subscription_id is not None:
+            body["_meta"] = {v.SUBSCRIPTION_ID: self.subscription_id}
+        message = encode(Notification(method=method, params=raw(body) if body else UNSET))
+        self.push(message)
+
+    def push(self, message: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            log.warning("a client stream fell %d messages behind; closing it", _QUEUE_LIMIT)
+            self.closed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
+
+
+class NotificationHub:
+    def __init__(self) -> None:
+        self._listeners: set[Listener] = set()
+        self.session_uris: dict[str, set[str]] = {}
+
+    def add(self, listener: Listener) -> None:
+        self._listeners.add(listener)
+
+    def remove(self, listener: Listener) -> None:
+        self._listeners.discard(listener)
+        listener.closed = True
+
+    def __len__(self) -> int:
+        return len(self._listeners)
+
+    def lists_changed(self, kinds: set[str]) -> None:
+        methods = {_LIST_METHODS[kind] for kind in kinds if kind in _LIST_METHODS}
+        for listener in list(self._listeners):
+            for method in sorted(methods):
+                if method in {_LIST_METHODS[k] for k in listener.kinds}:
+                    listener.deliver(method)
+
+    def resource_updated(self, uri: str) -> None:
+        for listener in list(self._listeners):
+            if uri in listener.uris:
+                listener.deliver("notifications/resources/updated", {"uri": uri})
+
+    def subscribed_uris(self) -> set[str]:
+        """Every URI some stream on this replica wants updates for."""
+        uris: set[str] = set()
+        for listener in self._listeners:
+            uris |= listener.uris
+        return uris
+
+    def session_listener(self, session_id: str) -> Listener | None:
+        return next((item for item in self._listeners if item.session_id == session_id), None)

@@ -1,0 +1,128 @@
+"""SessionConnectionPool: the live backend connections of this process.
+
+One long-lived connection per (scope, server), shared by every caller in that scope:
+concurrent calls multiplex on it. The shared scope serves every non-OAuth backend. The
+pool only holds connections; what a backend offers lives in the CapabilityStore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from aggregator.backends.base import BackendConnection, NotificationHandler
+from aggregator.backends.factory import connection_class
+from aggregator.protocol.errors import BackendUnavailable, GatewayError
+from shared.config import ServerSpec
+from shared.store.protocols import GLOBAL_SCOPE
+
+__all__ = ["SessionConnectionPool"]
+
+log = logging.getLogger("aggregator.pool")
+
+_FAILURE_MEMORY = 2.0  # seconds a failed lazy connect is remembered, so a flood of calls does not respawn
+
+
+class SessionConnectionPool:
+    def __init__(
+        self,
+        specs: Mapping[str, ServerSpec],
+        *,
+        on_notification: NotificationHandler | None = None,
+        on_lost: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.specs = dict(specs)
+        self.on_notification = on_notification
+        self.on_lost = on_lost
+        self._connections: dict[tuple[str, str], BackendConnection] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._failures: dict[tuple[str, str], tuple[float, GatewayError]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def peek(self, server: str, scope: str = GLOBAL_SCOPE) -> BackendConnection | None:
+        """The live connection, if there is one, without opening anything."""
+        conn = self._connections.get((scope, server))
+        return conn if conn is not None and conn.alive else None
+
+    async def get(self, server: str, scope: str = GLOBAL_SCOPE) -> BackendConnection:
+        """The live connection, opened on first use (replicas connect lazily)."""
+        conn = self._connections.get((scope, server))
+        if conn is not None and conn.alive:
+            return conn
+        key = (scope, server)
+        failure = self._failures.get(key)
+        if failure is not None and time.monotonic() - failure[0] < _FAILURE_MEMORY:
+            raise failure[1]
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            conn = self._connections.get(key)
+            if conn is not None and conn.alive:
+                return conn
+            return await self._open(key)
+
+    async def connect(self, server: str, scope: str = GLOBAL_SCOPE) -> BackendConnection:
+        """A fresh connection, replacing (and closing) any existing one."""
+        key = (scope, server)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            await self._discard(key)
+            return await self._open(key)
+
+    async def evict(self, server: str, scope: str = GLOBAL_SCOPE) -> None:
+        await self._discard((scope, server))
+
+    async def evict_server(self, server: str) -> None:
+        for key in [k for k in self._connections if k[1] == server]:
+            await self._discard(key)
+
+    async def drain_all(self) -> None:
+        """Close every connection (graceful shutdown)."""
+        keys = list(self._connections)
+        await asyncio.gather(*(self._discard(k) for k in keys), return_exceptions=True)
+
+    def snapshot(self) -> dict[str, BackendConnection]:
+        """Live shared connections by server name (for /readyz and metrics)."""
+        return {k[1]: c for k, c in self._connections.items() if k[0] == GLOBAL_SCOPE and c.alive}
+
+    async def _open(self, key: tuple[str, str]) -> BackendConnection:
+        server = key[1]
+        spec = self.specs.get(server)
+        if spec is None:
+            raise BackendUnavailable(server, f"no backend named {server!r} is configured")
+        conn = connection_class(spec.type)(spec, on_notification=self.on_notification, on_lost=self._lost)
+        try:
+            await conn.start()
+        except GatewayError as exc:
+            self._failures[key] = (time.monotonic(), exc)
+            raise
+        except OSError as exc:
+            error = BackendUnavailable(server, f"cannot connect to backend {server!r}: {exc}")
+            self._failures[key] = (time.monotonic(), error)
+            raise error from exc
+        self._failures.pop(key, None)
+        self._connections[key] = conn
+        log.info(
+            "connected to backend %s over %s (protocol %s)",
+            server,
+            spec.type,
+            conn.protocol_version,
+            extra={"server": server, "protocol": conn.protocol_version},
+        )
+        return conn
+
+    async def _discard(self, key: tuple[str, str]) -> None:
+        conn = self._connections.pop(key, None)
+        if conn is not None:
+            await conn.aclose()
+
+    def _lost(self, conn: BackendConnection, reason: str) -> None:
+        key = next((k for k, c in self._connections.items() if c is conn), None)
+        if key is None:
+            return
+        del self._connections[key]
+        log.warning("lost backend %s: %s", conn.server, reason, extra={"server": conn.server})
+        task = asyncio.get_running_loop().create_task(conn.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        if self.on_lost is not None:
+            self.on_lost(conn.server, reason)

@@ -1,0 +1,76 @@
+"""Running the gateway: uvicorn for the HTTP transports, or the stdio loop.
+
+SIGTERM stops accepting connections, ends open streams, lets in-flight requests finish for
+`shutdownGrace` seconds, then closes backend connections and child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+from aggregator.app import GatewayApp
+from shared.config import Config
+from shared.telemetry import configure_logging
+
+__all__ = ["serve"]
+
+log = logging.getLogger("aggregator")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling the gateway to end its open streams as soon as shutdown begins."""
+
+    def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
+        super().__init__(config)
+        self.gateway_app = app
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        if self.gateway_app.gateway is not None:
+            self.gateway_app.gateway.closing.set()
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+
+async def serve(config: Config, args: argparse.Namespace) -> int:
+    configure_logging(args.log_format, args.log_level)
+    settings = config.aggregator
+    admin_token = os.environ.get("AGGREGATOR_ADMIN_TOKEN") or None
+    control_plane = not getattr(args, "no_control_plane", False)
+    if settings.transport == "stdio":
+        from aggregator.transport.stdio import serve_stdio
+
+        return await serve_stdio(config, redis_url=args.redis_url, control_plane=control_plane)
+    app = GatewayApp(config, redis_url=args.redis_url, control_plane=control_plane, admin_token=admin_token)
+    uv_config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        timeout_keep_alive=30,
+    )
+    server = _Server(uv_config, app)
+    base = f"http://{settings.host}:{settings.port}"
+    log.info(
+        "serving MCP at %s/mcp (2026-07-28 and 2025-11-25), legacy SSE at %s/sse; store: %s",
+        base,
+        base,
+        "redis" if args.redis_url else "embedded memory",
+    )
+    await server.serve()
+    if not server.started:
+        print(
+            f"aggregator: could not listen on {settings.host}:{settings.port} (in use, or not allowed); "
+            "pick another with --port",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

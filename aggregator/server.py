@@ -1,0 +1,360 @@
+"""AggregatorServer: the MCP methods the gateway answers, over whatever transport.
+
+Lists come from the local catalog; calls are forwarded to the backend that owns the name,
+with the name translated back and the payload passed through as bytes. Methods raise
+GatewayError; the router turns that into a JSON-RPC error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Raw
+
+from aggregator.backends.base import BackendConnection
+from aggregator.context import CallContext
+from aggregator.mrtr import InputBroker, drive_input_required, is_gateway_state
+from aggregator.notify import NotificationHub
+from aggregator.pool import SessionConnectionPool
+from aggregator.protocol import versions as v
+from aggregator.protocol.errors import BackendError, GatewayError, HeaderMismatch, InvalidParams
+from aggregator.protocol.jsonrpc import Message, Params, param_str, raw
+from aggregator.protocol.modern import LOG_LEVELS, SUPPORTED_VERSIONS, decode_header_value
+from aggregator.protocol.sessions import SessionManager
+from aggregator.registry import ItemRoute, ServerRegistry, ToolRoute
+from aggregator.relay import RelaySink
+from shared.config import Config
+from shared.telemetry import Telemetry
+
+__all__ = ["GATEWAY_CAPABILITIES", "AggregatorServer"]
+
+log = logging.getLogger("aggregator.server")
+
+GATEWAY_CAPABILITIES: dict[str, Any] = {
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
+    "completions": {},
+    "logging": {},
+}
+
+_COMPLETE = b'"resultType":"complete"'
+_CACHE_HINT = b'"ttlMs":0,"cacheScope":"private"'
+_LIST_KEYS = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+
+
+class AggregatorServer:
+    def __init__(
+        self,
+        config: Config,
+        registry: ServerRegistry,
+        pool: SessionConnectionPool,
+        sessions: SessionManager,
+        hub: NotificationHub,
+        telemetry: Telemetry,
+        broker: InputBroker | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.aggregator
+        self.registry = registry
+        self.pool = pool
+        self.sessions = sessions
+        self.hub = hub
+        self.telemetry = telemetry
+        self.broker = broker or InputBroker()
+        self._list_cache: dict[tuple[int, str, str | None, bool], Raw] = {}
+
+    # -- identity --------------------------------------------------------------------------------
+
+    def instructions(self) -> str:
+        parts = ["This gateway aggregates the tools, prompts and resources of several MCP servers."]
+        for name, record in sorted(self.registry.catalog.servers.items()):
+            if record.state == "up" and record.instructions:
+                parts.append(f"[{name}] {record.instructions}")
+        return "\n".join(parts)
+
+    async def discover(self, ctx: CallContext, params: Params) -> Raw:
+        return raw(
+            {
+                "resultType": "complete",
+                "supportedVersions": SUPPORTED_VERSIONS,
+                "capabilities": GATEWAY_CAPABILITIES,
+                "instructions": self.instructions(),
+                "ttlMs": self.settings.list_ttl_ms,
+                "cacheScope": "public",
+                "_meta": {v.SERVER_INFO: v.GATEWAY_INFO},
+            }
+        )
+
+    async def initialize(self, ctx: CallContext, params: Params) -> Raw:
+        record = await self.sessions.create(params, subject=ctx.subject, session_id=ctx.transport_session)
+        ctx.session = record
+        ctx.protocol_version = record.protocol_version
+        return raw(
+            {
+                "protocolVersion": record.protocol_version,
+                "capabilities": GATEWAY_CAPABILITIES,
+                "serverInfo": v.GATEWAY_INFO,
+                "instructions": self.instructions(),
+            }
+        )
+
+    async def ping(self, ctx: CallContext, params: Params) -> Raw:
+        return raw({})
+
+    async def set_log_level(self, ctx: CallContext, params: Params) -> Raw:
+        level = param_str(params, "level")
+        if level not in LOG_LEVELS:
+            raise InvalidParams(f"Invalid params: level must be one of {', '.join(LOG_LEVELS)}")
+        if ctx.session is not None:
+            await self.sessions.update(msgspec.structs.replace(ctx.session, log_level=level))
+        return raw({})
+
+    # -- lists ------------------------------------------------------------------------------------
+
+    async def list_items(self, ctx: CallContext, params: Params) -> Raw:
+        kind = _LIST_KEYS[ctx.method]
+        cursor = param_str(params, "cursor", required=False)
+        catalog = self.registry.catalog
+        key = (catalog.version, kind, cursor, ctx.modern)
+        cached = self._list_cache.get(key)
+        if cached is not None:
+            return cached
+        items, next_cursor = catalog.page(kind, cursor, self.settings.page_size)
+        result: dict[str, Any] = {kind: items}
+        if next_cursor is not None:
+            result["nextCursor"] = next_cursor
+        if ctx.modern:
+            result.update(resultType="complete", ttlMs=self.settings.list_ttl_ms, cacheScope="public")
+        if len(self._list_cache) > 256 or (self._list_cache and next(iter(self._list_cache))[0] != catalog.version):
+            self._list_cache.clear()
+        encoded = self._list_cache[key] = raw(result)
+        return encoded
+
+    # -- forwarding -------------------------------------------------------------------------------
+
+    async def call_tool(self, ctx: CallContext, params: Params) -> Raw:
+        name = param_str(params, "name")
+        assert name is not None
+        started = time.perf_counter()
+        server, outcome = "-", "error"
+        try:
+            route = self.registry.catalog.tool(name)
+            server = self._route_arguments(route, params)
+            if route.header_map and ctx.param_headers is not None:
+                _check_param_headers(route, params, ctx.param_headers)
+            params["name"] = raw(route.original)
+            try:
+                result = await self._forward(ctx, server, "tools/call", params, binding=f"tools/call:{name}")
+            except BackendError as exc:
+                outcome = "backend_error"
+                return raw({"content": [{"type": "text", "text": exc.message}], "isError": True} | _complete(ctx))
+            outcome = "tool_error" if b'"isError":true' in bytes(result) else "ok"
+            return result
+        except GatewayError as exc:
+            outcome = "blocked" if exc.data and isinstance(exc.data, dict) and exc.data.get("blocked") else "error"
+            raise
+        finally:
+            self.telemetry.tool_call(name, server, outcome, time.perf_counter() - started)
+
+    async def get_prompt(self, ctx: CallContext, params: Params) -> Raw:
+        name = param_str(params, "name")
+        assert name is not None
+        route = self.registry.catalog.prompt(name)
+        params["name"] = raw(route.original)
+        return await self._forward(ctx, route.server, "prompts/get", params, binding=f"prompts/get:{name}")
+
+    async def read_resource(self, ctx: CallContext, params: Params) -> Raw:
+        uri = param_str(params, "uri")
+        assert uri is not None
+        route = self.registry.catalog.resource(uri)
+        params["uri"] = raw(route.original)
+        return await self._forward(ctx, route.server, "resources/read", params, binding=f"resources/read:{uri}")
+
+    async def complete(self, ctx: CallContext, params: Params) -> Raw:
+        ref = _decode_object(params.get("ref"), "ref")
+        kind = ref.get("type")
+        route: ItemRoute
+        if kind == "ref/prompt" and isinstance(ref.get("name"), str):
+            route = self.registry.catalog.prompt(ref["name"])
+            ref["name"] = route.original
+        elif kind == "ref/resource" and isinstance(ref.get("uri"), str):
+            route = self.registry.catalog.template(ref["uri"])
+            ref["uri"] = route.original
+        else:
+            raise InvalidParams(
+                'Invalid params: ref must be {"type": "ref/prompt", "name"} or {"type": "ref/resource", "uri"}'
+            )
+        params["ref"] = raw(ref)
+        return await self._forward(ctx, route.server, "completion/complete", params, binding="completion/complete")
+
+    async def subscribe(self, ctx: CallContext, params: Params) -> Raw:
+        uri = param_str(params, "uri")
+        assert uri is not None
+        await self.watch(uri)
+        if ctx.session is not None:
+            self.hub.session_uris.setdefault(ctx.session.id, set()).add(uri)
+        return raw({})
+
+    async def watch(self, uri: str) -> None:
+        """Make sure the owning backend reports updates of `uri` (for subscribe and listen)."""
+        await self._backend_subscribe(self.registry.catalog.resource(uri), subscribe=True)
+
+    async def unsubscribe(self, ctx: CallContext, params: Params) -> Raw:
+        uri = param_str(params, "uri")
+        assert uri is not None
+        if ctx.session is not None:
+            self.hub.session_uris.get(ctx.session.id, set()).discard(uri)
+        return raw({})
+
+    async def _backend_subscribe(self, route: ItemRoute, *, subscribe: bool) -> None:
+        conn = await self.pool.get(route.server)
+        resources = conn.capabilities.get("resources") or {}
+        if not resources.get("subscribe"):
+            return
+        if conn.modern:
+            await conn.watch_resource(route.original)
+            return
+        method = "resources/subscribe" if subscribe else "resources/unsubscribe"
+        reply = await conn.request(method, {"uri": raw(route.original)})
+        if reply.error is not UNSET:
+            raise _backend_error(conn, reply)
+
+    def _route_arguments(self, route: ToolRoute, params: Params) -> str:
+        """The backend for this call; removes a family's instance argument before forwarding."""
+        if route.instance_arg is None:
+            return route.servers[0]
+        arguments = _decode_object(params.get("arguments"), "arguments")
+        server = route.server_for(arguments.pop(route.instance_arg, None))
+        params["arguments"] = raw(arguments)
+        return server
+
+    async def _forward(self, ctx: CallContext, server: str, method: str, params: Params, *, binding: str) -> Raw:
+        conn = await self.pool.get(server)
+        capabilities = ctx.forward_capabilities() if conn.modern else None
+        if ctx.modern and not conn.modern:
+            if is_gateway_state(params):
+                outcome = await self.broker.resume(ctx, params, binding)
+            else:
+                for key in ("inputResponses", "requestState"):
+                    params.pop(key, None)
+                sink = RelaySink(ctx, queue_asks=True)
+                task = asyncio.ensure_future(conn.request(method, params, sink=sink, client_meta=ctx.meta))
+                outcome = await self.broker.run(ctx, task, sink, binding)
+            if isinstance(outcome, Raw):
+                return outcome
+            reply = outcome
+        else:
+            sink = RelaySink(ctx) if ctx.channel is not None else None
+            reply = await conn.request(
+                method, params, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities
+            )
+            if sink is not None and conn.modern and not ctx.modern:
+
+                async def again(retry: Params) -> Message:
+                    return await conn.request(
+                        method, retry, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities
+                    )
+
+                reply = await drive_input_required(reply, params, sink, again)
+        if reply.error is not UNSET:
+            raise _backend_error(conn, reply)
+        assert reply.result is not UNSET
+        if ctx.modern and not conn.modern:
+            return _stamp(reply.result, method == "resources/read")
+        return reply.result
+
+
+def _backend_error(conn: BackendConnection, reply: Message) -> GatewayError:
+    """The backend's JSON-RPC error, passed on with its code."""
+    try:
+        error = msgspec.json.decode(reply.error)  # type: ignore[arg-type]
+        return GatewayError(str(error.get("message", "error")), error.get("data"), code=int(error.get("code", -32603)))
+    except (msgspec.DecodeError, AttributeError, TypeError, ValueError):
+        return GatewayError(f"backend {conn.server!r} returned a malformed error")
+
+
+def _stamp(result: Raw, cacheable: bool) -> Raw:
+    """Add 2026-07-28's required result fields to a result from an older backend."""
+    body = bytes(result).strip()
+    if not body.startswith(b"{"):
+        return result
+    fields = _COMPLETE + (b"," + _CACHE_HINT if cacheable else b"")
+    rest = body[1:].lstrip()
+    return Raw(b"{" + fields + (b"" if rest.startswith(b"}") else b",") + rest)
+
+
+def _complete(ctx: CallContext) -> dict[str, Any]:
+    return {"resultType": "complete"} if ctx.modern else {}
+
+
+def _decode_object(value: Raw | None, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        decoded = msgspec.json.decode(value)
+    except msgspec.DecodeError:  # pragma: no cover - came from a successful decode
+        decoded = None
+    if not isinstance(decoded, dict):
+        raise InvalidParams(f"Invalid params: {name} must be a JSON object")
+    return decoded
+
+
+def _check_param_headers(route: ToolRoute, params: Params, headers: dict[str, str]) -> None:
+    """2026-07-28 `x-mcp-header`: mirrored argument headers must match the arguments."""
+    arguments = _decode_object(params.get("arguments"), "arguments")
+    for path, token in route.header_map:
+        value: Any = arguments
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        header = headers.get(f"mcp-param-{token.lower()}")
+        if value is None:
+            continue
+        if header is None:
+            raise HeaderMismatch(f"Header mismatch: Mcp-Param-{token} is required for argument {'.'.join(path)}")
+        expected = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        actual = decode_header_value(header)
+        if actual != expected and not _same_number(actual, value):
+            raise HeaderMismatch(f"Header mismatch: Mcp-Param-{token} {actual!r} does not match argument {expected!r}")
+
+
+def _same_number(header: str, value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return float(header) == float(value)
+    except ValueError:
+        return False
+
+
+# Method tables: which handler serves which method, per protocol era.
+def method_table(server: AggregatorServer, *, modern: bool) -> dict[str, Any]:
+    common = {
+        "tools/list": server.list_items,
+        "tools/call": server.call_tool,
+        "prompts/list": server.list_items,
+        "prompts/get": server.get_prompt,
+        "resources/list": server.list_items,
+        "resources/templates/list": server.list_items,
+        "resources/read": server.read_resource,
+        "completion/complete": server.complete,
+    }
+    if modern:
+        return {**common, "server/discover": server.discover}
+    return {
+        **common,
+        "initialize": server.initialize,
+        "ping": server.ping,
+        "logging/setLevel": server.set_log_level,
+        "resources/subscribe": server.subscribe,
+        "resources/unsubscribe": server.unsubscribe,
+    }

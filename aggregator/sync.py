@@ -1,0 +1,73 @@
+"""Keeps this replica's ServerRegistry in step with the stores, driven by ToolUpdateEvents.
+
+On start it subscribes first and loads the snapshot second, so no event falls between the
+two. An event whose version is not the next one means events were missed: the whole
+snapshot is reloaded. The registry is local memory; requests never wait on this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aggregator.registry import ServerRegistry
+from shared.events import ToolUpdateEvent
+from shared.store.protocols import Stores
+
+__all__ = ["RegistrySync"]
+
+log = logging.getLogger("aggregator.sync")
+
+_RETRY = 1.0
+
+
+class RegistrySync:
+    def __init__(self, registry: ServerRegistry, stores: Stores) -> None:
+        self.registry = registry
+        self.stores = stores
+        self.version = 0
+        self.ready = asyncio.Event()
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        """Follow the event bus until cancelled; reconnect and reload after failures."""
+        while True:
+            try:
+                async with self.stores.events.subscribe() as events:
+                    await self.reload()
+                    async for event in events:
+                        await self.apply(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                log.warning("registry sync lost the event stream (%s); reloading in %.0fs", self.last_error, _RETRY)
+                await asyncio.sleep(_RETRY)
+
+    async def reload(self) -> None:
+        """Replace the registry's view with the stores' snapshot."""
+        version = await self.stores.events.version()
+        records = await self.stores.capabilities.list()
+        overrides = await self.stores.blocks.all()
+        self.registry.denylist = self.registry.denylist.with_overrides(overrides)
+        self.registry.replace_all(records)
+        self.version = version
+        self.last_error = None
+        self.ready.set()
+
+    async def apply(self, event: ToolUpdateEvent) -> None:
+        if event.version <= self.version:
+            return
+        if event.type == "resync" or event.version != self.version + 1:
+            log.info("registry events %d..%d missed or resync asked; reloading", self.version + 1, event.version - 1)
+            await self.reload()
+            return
+        self.version = event.version
+        if event.type == "tool_block_changed":
+            self.registry.set_overrides(await self.stores.blocks.all())
+        elif event.server is not None:
+            record = await self.stores.capabilities.get(event.server)
+            if record is None:
+                self.registry.remove(event.server)
+            else:
+                self.registry.update(record)

@@ -1,0 +1,108 @@
+"""Small ASGI helpers shared by the HTTP transports: headers, bodies, JSON and SSE replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aggregator.protocol.errors import GatewayError, InvalidRequest, http_status
+from aggregator.protocol.jsonrpc import RequestId, error_response
+
+__all__ = [
+    "BodyTooLarge",
+    "Receive",
+    "Scope",
+    "Send",
+    "header_map",
+    "read_body",
+    "send_bytes",
+    "send_error",
+    "sse_event",
+    "start_sse",
+]
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+JSON = b"application/json"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request body was arriving."""
+
+
+def header_map(scope: Scope) -> tuple[dict[str, str], set[str]]:
+    """Headers by lower-case name (first value wins) and the names that appeared more than once."""
+    headers: dict[str, str] = {}
+    repeated: set[str] = set()
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        if name in headers:
+            repeated.add(name)
+            continue
+        headers[name] = raw_value.decode("latin-1")
+    return headers, repeated
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """The whole request body, or BodyTooLarge as soon as it passes `limit` bytes."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = JSON,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    response_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if headers:
+        response_headers.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send,
+    exc: GatewayError,
+    *,
+    request_id: RequestId | None = None,
+    status: int | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A JSON-RPC error response; the HTTP status follows the error code unless given."""
+    code_status = http_status(exc.code, 400 if isinstance(exc, InvalidRequest) else 200)
+    await send_bytes(send, status or code_status, error_response(request_id, exc), headers=headers)
+
+
+async def start_sse(send: Send, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + (extra or [])})
+
+
+def sse_event(data: bytes) -> bytes:
+    return b"event: message\ndata: " + data + b"\n\n"

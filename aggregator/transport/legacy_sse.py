@@ -1,0 +1,179 @@
+"""`/sse` + `/message`: the deprecated HTTP+SSE transport (2024-11-05) for old clients.
+
+GET /sse opens the stream and names the POST URL in an `endpoint` event; every reply and
+notification for that client travels on the stream, and each POST is answered 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Raw
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from aggregator.context import CallContext
+from aggregator.gateway import Gateway
+from aggregator.notify import Listener
+from aggregator.protocol import versions as v
+from aggregator.protocol.errors import GatewayError, InvalidRequest
+from aggregator.protocol.jsonrpc import (
+    Message,
+    Notification,
+    decode_message,
+    decode_params,
+    encode,
+    error_response,
+)
+from aggregator.protocol.jsonrpc import (
+    Request as RpcRequest,
+)
+
+__all__ = ["LegacySseEndpoints"]
+
+log = logging.getLogger("aggregator.sse")
+
+_KEEPALIVE = 15.0
+_CLIENT_ANSWER_TIMEOUT = 300.0
+
+
+class _SseChannel:
+    """Everything for one legacy client goes on its one stream."""
+
+    def __init__(self, gateway: Gateway, listener: Listener, session_id: str) -> None:
+        self.gateway = gateway
+        self.listener = listener
+        self.session_id = session_id
+
+    async def notify(self, method: str, params: Raw) -> None:
+        self.listener.push(encode(Notification(method=method, params=params)))
+
+    async def request(self, method: str, params: Raw) -> Raw:
+        request_id = f"gw-{next(self.gateway.request_ids)}"
+        key = (self.session_id, request_id)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.gateway.client_requests[key] = future
+        try:
+            self.listener.push(encode(RpcRequest(id=request_id, method=method, params=params)))
+            answer: Message = await asyncio.wait_for(future, _CLIENT_ANSWER_TIMEOUT)
+        except TimeoutError:
+            raise GatewayError(f"the client did not answer {method} within {_CLIENT_ANSWER_TIMEOUT:.0f}s") from None
+        finally:
+            self.gateway.client_requests.pop(key, None)
+        if answer.error is not UNSET:
+            error = msgspec.json.decode(answer.error)
+            raise GatewayError(str(error.get("message", "client error")), error.get("data"), code=error.get("code"))
+        return answer.result  # type: ignore[return-value]
+
+
+class LegacySseEndpoints:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.limit = gateway.settings.max_body_bytes
+        self._streams: dict[str, Listener] = {}
+
+    async def stream(self, request: Request) -> Response:
+        session_id = secrets.token_urlsafe(24)
+        hub = self.gateway.hub
+        listener = Listener(
+            kinds={"tools", "prompts", "resources"},
+            uris=hub.session_uris.setdefault(session_id, set()),
+            session_id=session_id,
+        )
+        self._streams[session_id] = listener
+        hub.add(listener)
+        endpoint = f"{request.scope.get('root_path', '')}/message?session_id={session_id}"
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield f"event: endpoint\ndata: {endpoint}\n\n".encode()
+                while not listener.closed and not self.gateway.closing.is_set():
+                    try:
+                        data = await asyncio.wait_for(listener.queue.get(), _KEEPALIVE)
+                    except TimeoutError:
+                        yield b": keepalive\n\n"
+                        continue
+                    yield b"event: message\ndata: " + data + b"\n\n"
+            finally:
+                hub.remove(listener)
+                self._streams.pop(session_id, None)
+                hub.session_uris.pop(session_id, None)
+                with contextlib.suppress(Exception):
+                    await self.gateway.sessions.delete(session_id)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def message(self, request: Request) -> Response:
+        session_id = request.query_params.get("session_id", "")
+        listener = self._streams.get(session_id)
+        if listener is None:
+            return _error(404, "Unknown session_id: open GET /sse first and POST to the endpoint it names")
+        body = await request.body()
+        if len(body) > self.limit:
+            return _error(413, f"Request body larger than {self.limit} bytes (aggregator.maxBodyBytes)")
+        try:
+            message = decode_message(body)
+            assert isinstance(message, Message)
+        except GatewayError as exc:
+            return Response(error_response(None, exc), status_code=400, media_type="application/json")
+        kind = message.kind
+        if kind == "response":
+            future = self.gateway.client_requests.get((session_id, message.id))  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif kind == "notification":
+            if message.method == "notifications/cancelled":
+                self._cancel(session_id, message)
+        else:
+            task = asyncio.ensure_future(self._handle(session_id, listener, message))
+            key = (session_id, message.id)
+            self.gateway.inflight[key] = task  # type: ignore[index]
+            task.add_done_callback(lambda _t: self.gateway.inflight.pop(key, None))  # type: ignore[arg-type]
+        return Response(status_code=202)
+
+    async def _handle(self, session_id: str, listener: Listener, message: Message) -> None:
+        assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET
+        try:
+            params = decode_params(message.params)
+            meta = decode_params(params["_meta"]) if "_meta" in params else {}
+        except GatewayError as exc:
+            listener.push(error_response(message.id, exc))
+            return
+        session = await self.gateway.sessions.get(session_id)
+        if session is None and message.method != "initialize":
+            listener.push(error_response(message.id, InvalidRequest("Send initialize first")))
+            return
+        ctx = CallContext(
+            request_id=message.id,
+            method=message.method,
+            protocol_version=session.protocol_version if session else v.LATEST_HANDSHAKE,
+            meta=meta,
+            session=session,
+            channel=_SseChannel(self.gateway, listener, session_id),
+            transport_session=session_id,
+        )
+        body, _ = await self.gateway.router.dispatch(ctx, params)
+        listener.push(body)
+
+    def _cancel(self, session_id: str, message: Message) -> None:
+        with contextlib.suppress(msgspec.DecodeError, AttributeError):
+            params = msgspec.json.decode(message.params) if message.params is not UNSET else {}
+            task = self.gateway.inflight.get((session_id, params.get("requestId")))
+            if task is not None:
+                task.cancel()
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}, status_code=status
+    )

@@ -1,0 +1,515 @@
+"""`/mcp`: Streamable HTTP for both protocol eras on one URL.
+
+A request with `Mcp-Session-Id`, or an `initialize`, is 2025-11-25 (or older): the session
+record comes from the store, GET opens the session's stream, DELETE ends it. Anything else
+is 2026-07-28: stateless, validated against its `_meta` and mirrored headers, cancelled by
+closing the response. Each POST is answered with JSON, or with SSE as soon as something must
+reach the client before the response (progress, a backend's question); the choice is made
+lazily, so a plain call costs one JSON write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Raw
+
+from aggregator.context import CallContext
+from aggregator.gateway import Gateway
+from aggregator.notify import Listener
+from aggregator.protocol import modern
+from aggregator.protocol import versions as v
+from aggregator.protocol.errors import (
+    GatewayError,
+    HeaderMismatch,
+    InvalidParams,
+    InvalidRequest,
+    MissingClientCapability,
+    http_status,
+)
+from aggregator.protocol.jsonrpc import (
+    Message,
+    Notification,
+    Request,
+    RequestId,
+    ResultResponse,
+    decode_message,
+    decode_params,
+    encode,
+    raw,
+)
+from aggregator.transport.http_common import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    read_body,
+    send_bytes,
+    send_error,
+    sse_event,
+    start_sse,
+)
+
+__all__ = ["PostChannel", "StreamableHttpEndpoint"]
+
+log = logging.getLogger("aggregator.http")
+
+_ROUTING_HEADERS = {"mcp-protocol-version", "mcp-method", "mcp-name"}
+_CLIENT_ANSWER_TIMEOUT = 300.0
+_KEEPALIVE = 15.0
+_SESSION_HEADER = b"mcp-session-id"
+
+
+class PostChannel:
+    """The response to one POST: JSON by default, upgraded to SSE when messages must stream."""
+
+    def __init__(self, gateway: Gateway, send: Send, *, sse: bool, session_id: str | None) -> None:
+        self.gateway = gateway
+        self.send = send
+        self.sse = sse
+        self.session_id = session_id
+        self._queue: asyncio.Queue[bytes | None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._done = False
+
+    @property
+    def streaming(self) -> bool:
+        return self._writer is not None
+
+    async def notify(self, method: str, params: Raw) -> None:
+        self._enqueue(encode(Notification(method=method, params=params)))
+
+    async def request(self, method: str, params: Raw) -> Raw:
+        if not self.sse or self.session_id is None:
+            raise MissingClientCapability(
+                f"the client accepts no event stream on this request, so {method} cannot reach it"
+            )
+        request_id = f"gw-{next(self.gateway.request_ids)}"
+        key = (self.session_id, request_id)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.gateway.client_requests[key] = future
+        try:
+            self._enqueue(encode(Request(id=request_id, method=method, params=params)))
+            answer: Message = await asyncio.wait_for(future, _CLIENT_ANSWER_TIMEOUT)
+        except TimeoutError:
+            raise GatewayError(f"the client did not answer {method} within {_CLIENT_ANSWER_TIMEOUT:.0f}s") from None
+        finally:
+            self.gateway.client_requests.pop(key, None)
+        if answer.error is not UNSET:
+            error = msgspec.json.decode(answer.error)
+            raise GatewayError(str(error.get("message", "client error")), error.get("data"), code=error.get("code"))
+        return answer.result  # type: ignore[return-value]
+
+    def _enqueue(self, data: bytes) -> None:
+        if self._done or not self.sse:
+            return
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._writer = asyncio.ensure_future(self._write())
+        self._queue.put_nowait(data)
+
+    async def _write(self) -> None:
+        assert self._queue is not None
+        extra = [(_SESSION_HEADER, self.session_id.encode())] if self.session_id else None
+        await start_sse(self.send, extra)
+        while (data := await self._queue.get()) is not None:
+            await self.send({"type": "http.response.body", "body": sse_event(data), "more_body": True})
+        await self.send({"type": "http.response.body", "body": b""})
+
+    async def finish(self, body: bytes, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self._done = True
+        if self._writer is None:
+            await send_bytes(self.send, status, body, headers=headers)
+            return
+        assert self._queue is not None
+        self._queue.put_nowait(body)
+        self._queue.put_nowait(None)
+        await self._writer
+
+    def abandon(self) -> None:
+        self._done = True
+        if self._writer is not None:
+            self._writer.cancel()
+
+
+class StreamableHttpEndpoint:
+    """The ASGI app mounted at /mcp."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.limit = gateway.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        headers, repeated = header_map(scope)
+        try:
+            if method == "POST":
+                await self._post(receive, send, headers, repeated)
+            elif method == "GET":
+                await self._get(receive, send, headers)
+            elif method == "DELETE":
+                await self._delete(send, headers)
+            else:
+                await send_error(
+                    send,
+                    InvalidRequest(f"Method {method} not allowed on the MCP endpoint; use POST"),
+                    status=405,
+                    headers=[(b"allow", b"GET, POST, DELETE")],
+                )
+        except ClientGone:
+            return
+
+    # -- POST ---------------------------------------------------------------------------------
+
+    async def _post(self, receive: Receive, send: Send, headers: dict[str, str], repeated: set[str]) -> None:
+        content_type = headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            await send_error(
+                send,
+                InvalidRequest(f"Content-Type must be application/json, not {content_type or 'missing'!r}"),
+                status=415,
+            )
+            return
+        accept = headers.get("accept", "*/*")
+        wants_json = "application/json" in accept or "*/*" in accept
+        wants_sse = "text/event-stream" in accept or "*/*" in accept
+        if not (wants_json or wants_sse):
+            await send_error(
+                send, InvalidRequest("Accept must list application/json and text/event-stream"), status=406
+            )
+            return
+        try:
+            body = await read_body(receive, self.limit, headers.get("content-length"))
+        except BodyTooLarge:
+            await send_error(
+                send,
+                InvalidRequest(f"Request body larger than {self.limit} bytes (aggregator.maxBodyBytes)"),
+                status=413,
+            )
+            return
+        try:
+            message = decode_message(body)
+            assert isinstance(message, Message)
+        except GatewayError as exc:
+            await send_error(send, exc, status=400)
+            return
+        session_id = headers.get("mcp-session-id")
+        if session_id is not None:
+            await self._legacy(receive, send, headers, message, session_id, wants_sse)
+        elif message.method == "initialize":
+            await self._initialize(send, message)
+        else:
+            await self._modern(receive, send, headers, repeated, message, wants_sse)
+
+    async def _modern(
+        self,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        repeated: set[str],
+        message: Message,
+        wants_sse: bool,
+    ) -> None:
+        kind = message.kind
+        if kind == "notification":
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        request_id = message.id if kind == "request" else None
+        try:
+            if kind == "response":
+                raise InvalidRequest(
+                    "Invalid Request: a response without Mcp-Session-Id (2026-07-28 clients send no responses)"
+                )
+            duplicated = repeated & _ROUTING_HEADERS
+            if duplicated:
+                raise HeaderMismatch(f"Header mismatch: {sorted(duplicated)[0]} appears more than once")
+            params = decode_params(message.params)
+            assert isinstance(message.method, str)
+            envelope = modern.parse(message.method, params, headers)
+        except GatewayError as exc:
+            await send_error(send, exc, request_id=request_id, status=http_status(exc.code, 400))  # type: ignore[arg-type]
+            return
+        assert request_id is not None and request_id is not UNSET
+        if message.method == "subscriptions/listen":
+            await self._listen(receive, send, request_id, params, wants_sse)
+            return
+        channel = PostChannel(self.gateway, send, sse=wants_sse, session_id=None)
+        ctx = CallContext(
+            request_id=request_id,
+            method=message.method,
+            protocol_version=envelope.version,
+            meta=envelope.meta,
+            client_capabilities_raw=envelope.client_capabilities,
+            channel=channel,
+            param_headers=_param_headers(headers) if message.method == "tools/call" else None,
+        )
+        await self._run(ctx, params, channel, receive, cancel_on_disconnect=True)
+
+    async def _run(
+        self,
+        ctx: CallContext,
+        params: dict[str, Raw],
+        channel: PostChannel,
+        receive: Receive,
+        *,
+        cancel_on_disconnect: bool,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Dispatch and answer; a 2026-07-28 client that hangs up cancels the work."""
+        watcher = None
+        if cancel_on_disconnect:
+            watcher = asyncio.ensure_future(_wait_disconnect(receive, asyncio.current_task()))
+        try:
+            body, code = await self.gateway.router.dispatch(ctx, params)
+        except asyncio.CancelledError:
+            channel.abandon()
+            if watcher is not None and watcher.done():
+                return  # the client left; nobody to answer
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        status = 200 if code is None or not ctx.modern else http_status(code)
+        await channel.finish(body, status, headers)
+
+    async def _initialize(self, send: Send, message: Message) -> None:
+        if message.kind != "request":
+            await send_error(send, InvalidRequest("initialize must be a request"), status=400)
+            return
+        ctx = CallContext(request_id=message.id, method="initialize", protocol_version=v.LATEST_HANDSHAKE)  # type: ignore[arg-type]
+        try:
+            params = decode_params(message.params)
+        except GatewayError as exc:
+            await send_error(send, exc, request_id=message.id, status=400)  # type: ignore[arg-type]
+            return
+        body, code = await self.gateway.router.dispatch(ctx, params)
+        session = ctx.session
+        extra = [(_SESSION_HEADER, session.id.encode())] if session is not None and code is None else None
+        await send_bytes(send, 200 if code is None else 400, body, headers=extra)
+
+    async def _legacy(
+        self,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        message: Message,
+        session_id: str,
+        wants_sse: bool,
+    ) -> None:
+        session = await self.gateway.sessions.get(session_id)
+        if session is None:
+            await send_error(
+                send,
+                InvalidRequest("Session not found: it ended or expired; send initialize again without Mcp-Session-Id"),
+                status=404,
+            )
+            return
+        header_version = headers.get("mcp-protocol-version")
+        if header_version is not None and header_version != session.protocol_version:
+            await send_error(
+                send,
+                InvalidRequest(
+                    f"MCP-Protocol-Version {header_version!r} does not match this session's "
+                    f"negotiated version {session.protocol_version!r}"
+                ),
+                status=400,
+            )
+            return
+        kind = message.kind
+        if kind != "request":
+            if kind == "response":
+                self._client_answered(session_id, message)
+            elif message.method == "notifications/cancelled":
+                self._cancel(session_id, message)
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET
+        try:
+            params = decode_params(message.params)
+            meta = decode_params(params["_meta"]) if "_meta" in params else {}
+        except GatewayError as exc:
+            await send_error(send, exc, request_id=message.id)
+            return
+        channel = PostChannel(self.gateway, send, sse=wants_sse, session_id=session_id)
+        ctx = CallContext(
+            request_id=message.id,
+            method=message.method,
+            protocol_version=session.protocol_version,
+            meta=meta,
+            session=session,
+            channel=channel,
+        )
+        key = (session_id, message.id)
+        task = asyncio.current_task()
+        assert task is not None
+        self.gateway.inflight[key] = task
+        try:
+            await self._run(ctx, params, channel, receive, cancel_on_disconnect=False)
+        except asyncio.CancelledError:
+            if task.cancelling() and self.gateway.closing.is_set():
+                raise
+            # the client cancelled with notifications/cancelled: no response is sent
+            channel.abandon()
+            with contextlib.suppress(Exception):
+                await send_bytes(send, 202, b"")
+        finally:
+            self.gateway.inflight.pop(key, None)
+
+    def _client_answered(self, session_id: str, message: Message) -> None:
+        future = self.gateway.client_requests.get((session_id, message.id))  # type: ignore[arg-type]
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _cancel(self, session_id: str, message: Message) -> None:
+        try:
+            params = msgspec.json.decode(message.params) if message.params is not UNSET else {}
+        except msgspec.DecodeError:
+            return
+        request_id = params.get("requestId") if isinstance(params, dict) else None
+        task = self.gateway.inflight.get((session_id, request_id))  # type: ignore[arg-type]
+        if task is not None:
+            log.info("client cancelled request %s: %s", request_id, params.get("reason", "no reason given"))
+            task.cancel()
+
+    # -- streams ------------------------------------------------------------------------------
+
+    async def _listen(
+        self, receive: Receive, send: Send, request_id: RequestId, params: dict[str, Raw], wants_sse: bool
+    ) -> None:
+        """2026-07-28 subscriptions/listen: acknowledge, then stream the opted-in notifications."""
+        if not wants_sse:
+            await send_error(
+                send,
+                InvalidRequest("subscriptions/listen answers with an event stream; Accept text/event-stream"),
+                request_id=request_id,
+                status=406,
+            )
+            return
+        try:
+            wanted = _listen_filter(params)
+            uris = set(wanted.get("resourceSubscriptions") or [])
+            for uri in sorted(uris):
+                await self.gateway.server.watch(uri)
+        except GatewayError as exc:
+            await send_error(send, exc, request_id=request_id, status=http_status(exc.code, 400))
+            return
+        kinds = {kind for key, kind in _FILTER_KINDS.items() if wanted.get(key)}
+        listener = Listener(kinds=kinds, uris=uris, subscription_id=raw(request_id))
+        ack = {k: wanted[k] for k in (*_FILTER_KINDS, "resourceSubscriptions") if k in wanted}
+        listener.deliver("notifications/subscriptions/acknowledged", {"notifications": ack})
+        closing = await self._stream(receive, send, listener)
+        if closing:
+            done = {"resultType": "complete", "_meta": {v.SUBSCRIPTION_ID: request_id}}
+            final = encode(ResultResponse(id=request_id, result=raw(done)))
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": sse_event(final), "more_body": False})
+
+    async def _get(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """2025-11-25: the session's stream for notifications unrelated to a request."""
+        session_id = headers.get("mcp-session-id")
+        if session_id is None:
+            await send_error(
+                send,
+                InvalidRequest("GET needs Mcp-Session-Id (2025-11-25); 2026-07-28 clients use subscriptions/listen"),
+                status=405,
+                headers=[(b"allow", b"POST, DELETE")],
+            )
+            return
+        if "text/event-stream" not in headers.get("accept", "") and "*/*" not in headers.get("accept", ""):
+            await send_error(send, InvalidRequest("GET must Accept text/event-stream"), status=406)
+            return
+        if await self.gateway.sessions.get(session_id) is None:
+            await send_error(send, InvalidRequest("Session not found; send initialize again"), status=404)
+            return
+        previous = self.gateway.hub.session_listener(session_id)
+        if previous is not None:
+            self.gateway.hub.remove(previous)  # one stream per session: a message goes to exactly one
+        uris = self.gateway.hub.session_uris.setdefault(session_id, set())
+        listener = Listener(kinds={"tools", "prompts", "resources"}, uris=uris, session_id=session_id)
+        await self._stream(receive, send, listener, extra=[(_SESSION_HEADER, session_id.encode())])
+
+    async def _stream(
+        self, receive: Receive, send: Send, listener: Listener, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> bool:
+        """Pump a listener's queue as SSE until the client leaves (False) or the gateway closes (True)."""
+        hub = self.gateway.hub
+        hub.add(listener)
+        gone = asyncio.ensure_future(_wait_disconnect(receive, None))
+        closing = asyncio.ensure_future(self.gateway.closing.wait())
+        try:
+            await start_sse(send, extra)
+            while not listener.closed:
+                getter = asyncio.ensure_future(listener.queue.get())
+                done, _ = await asyncio.wait({getter, gone, closing}, timeout=_KEEPALIVE, return_when="FIRST_COMPLETED")
+                if getter in done:
+                    await send({"type": "http.response.body", "body": sse_event(getter.result()), "more_body": True})
+                    continue
+                getter.cancel()
+                if gone in done:
+                    return False
+                if closing in done:
+                    return True
+                await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
+            return False
+        finally:
+            hub.remove(listener)
+            gone.cancel()
+            closing.cancel()
+            with contextlib.suppress(Exception):
+                if not closing.done() or not self.gateway.closing.is_set():
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _delete(self, send: Send, headers: dict[str, str]) -> None:
+        session_id = headers.get("mcp-session-id")
+        if session_id is None:
+            await send_error(send, InvalidRequest("DELETE needs Mcp-Session-Id"), status=400)
+            return
+        if not await self.gateway.sessions.delete(session_id):
+            await send_error(send, InvalidRequest("Session not found"), status=404)
+            return
+        listener = self.gateway.hub.session_listener(session_id)
+        if listener is not None:
+            self.gateway.hub.remove(listener)
+        self.gateway.hub.session_uris.pop(session_id, None)
+        await send_bytes(send, 200, b"")
+
+
+_FILTER_KINDS = {
+    "toolsListChanged": "tools",
+    "promptsListChanged": "prompts",
+    "resourcesListChanged": "resources",
+}
+
+
+def _listen_filter(params: dict[str, Raw]) -> dict[str, Any]:
+    if "notifications" not in params:
+        return {}
+    wanted = msgspec.json.decode(params["notifications"])
+    if not isinstance(wanted, dict):
+        raise InvalidParams("Invalid params: notifications must be an object")
+    subs = wanted.get("resourceSubscriptions")
+    if subs is not None and not (isinstance(subs, list) and all(isinstance(u, str) for u in subs)):
+        raise InvalidParams("Invalid params: resourceSubscriptions must be a list of URIs")
+    return {k: val for k, val in wanted.items() if k in (*_FILTER_KINDS, "resourceSubscriptions") and val}
+
+
+def _param_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.startswith("mcp-param-")}
+
+
+async def _wait_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
+    """Return when the client disconnects; cancel `task` if given."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if task is not None:
+                task.cancel()
+            return

@@ -1,0 +1,45 @@
+"""Records kept in the stores: what a backend offers, and who a 2025-11-25 session belongs to.
+
+They are msgspec Structs so the Redis store can keep them as compact JSON and every replica
+decodes them the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["BackendState", "ServerRecord", "SessionRecord"]
+
+BackendState = Literal["up", "down"]
+
+
+class ServerRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One backend's discovered capabilities and health, as the control plane last saw them."""
+
+    server: str
+    state: BackendState = "up"
+    error: str | None = None
+    protocol_version: str | None = None
+    transport: str | None = None
+    server_info: dict[str, Any] = {}
+    capabilities: dict[str, Any] = {}
+    instructions: str | None = None
+    tools: list[dict[str, Any]] = []
+    prompts: list[dict[str, Any]] = []
+    resources: list[dict[str, Any]] = []
+    resource_templates: list[dict[str, Any]] = []
+    updated_at: float = 0.0
+
+
+class SessionRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A 2025-11-25 session: its negotiated version and what the client declared."""
+
+    id: str
+    protocol_version: str
+    client_capabilities: dict[str, Any] = {}
+    client_info: dict[str, Any] = {}
+    subject: str | None = None
+    log_level: str | None = None
+    created_at: float = 0.0

@@ -1,0 +1,226 @@
+"""The embedded stores: plain dicts in one process. The default when no Redis URL is given."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import msgspec
+
+from shared.events import ToolUpdateEvent
+from shared.records import ServerRecord, SessionRecord
+from shared.store.protocols import GLOBAL_SCOPE, AuthEvent, AuthServerMetrics
+
+__all__ = [
+    "MemoryAuthMetrics",
+    "MemoryBlockStore",
+    "MemoryCapabilityStore",
+    "MemoryEventBus",
+    "MemoryRateLimiter",
+    "MemorySessionStore",
+    "MemoryStores",
+]
+
+Clock = Callable[[], float]
+
+
+class _Expiring:
+    """A dict whose entries may carry a deadline; expired entries read as missing."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._items: dict[object, tuple[object, float | None]] = {}
+
+    def set(self, key: object, value: object, ttl: float | None) -> None:
+        self._items[key] = (value, None if ttl is None else self._clock() + ttl)
+
+    def get(self, key: object) -> object | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        value, deadline = item
+        if deadline is not None and deadline <= self._clock():
+            del self._items[key]
+            return None
+        return value
+
+    def pop(self, key: object) -> object | None:
+        value = self.get(key)
+        self._items.pop(key, None)
+        return value
+
+    def live_keys(self) -> list[object]:
+        return [k for k in list(self._items) if self.get(k) is not None]
+
+
+class MemoryCapabilityStore:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._data = _Expiring(clock)
+
+    async def put(self, record: ServerRecord, *, scope: str = GLOBAL_SCOPE, ttl: float | None = None) -> None:
+        self._data.set((scope, record.server), _copy(record), None if scope == GLOBAL_SCOPE else ttl)
+
+    async def get(self, server: str, *, scope: str = GLOBAL_SCOPE) -> ServerRecord | None:
+        record = self._data.get((scope, server))
+        return _copy(record) if record is not None else None  # type: ignore[arg-type]
+
+    async def list(self, *, scope: str = GLOBAL_SCOPE) -> list[ServerRecord]:
+        names = sorted(k[1] for k in self._data.live_keys() if k[0] == scope)  # type: ignore[index]
+        return [r for r in [await self.get(n, scope=scope) for n in names] if r is not None]
+
+    async def delete(self, server: str, *, scope: str = GLOBAL_SCOPE) -> None:
+        self._data.pop((scope, server))
+
+
+class MemorySessionStore:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._data = _Expiring(clock)
+
+    async def create(self, record: SessionRecord, *, ttl: float) -> None:
+        self._data.set(record.id, _copy(record), ttl)
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        record = self._data.get(session_id)
+        return _copy(record) if record is not None else None  # type: ignore[arg-type]
+
+    async def touch(self, session_id: str, *, ttl: float) -> bool:
+        record = self._data.get(session_id)
+        if record is None:
+            return False
+        self._data.set(session_id, record, ttl)
+        return True
+
+    async def delete(self, session_id: str) -> bool:
+        return self._data.pop(session_id) is not None
+
+
+class MemoryBlockStore:
+    def __init__(self) -> None:
+        self._overrides: dict[str, bool] = {}
+
+    async def set(self, tool: str, blocked: bool | None) -> None:
+        if blocked is None:
+            self._overrides.pop(tool, None)
+        else:
+            self._overrides[tool] = blocked
+
+    async def all(self) -> dict[str, bool]:
+        return dict(self._overrides)
+
+
+class MemoryRateLimiter:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def _window(self, key: str, window: float) -> deque[float]:
+        hits = self._hits.setdefault(key, deque())
+        floor = self._clock() - window
+        while hits and hits[0] <= floor:
+            hits.popleft()
+        return hits
+
+    async def allow(self, key: str, *, limit: int, window: float) -> bool:
+        hits = self._window(key, window)
+        if len(hits) >= limit:
+            return False
+        hits.append(self._clock())
+        return True
+
+    async def remaining(self, key: str, *, limit: int, window: float) -> int:
+        return max(0, limit - len(self._window(key, window)))
+
+    async def reset(self, key: str) -> None:
+        self._hits.pop(key, None)
+
+
+_COUNTERS: dict[str, str] = {
+    "login_attempt": "login_attempts",
+    "login_success": "login_successes",
+    "login_failure": "login_failures",
+    "rate_limit_block": "rate_limit_blocks",
+    "logout_attempt": "logout_attempts",
+    "logout_success": "logout_successes",
+}
+_TIMESTAMPS: dict[str, str] = {
+    "login_attempt": "last_attempt_at",
+    "login_success": "last_success_at",
+    "login_failure": "last_failure_at",
+}
+
+
+class MemoryAuthMetrics:
+    def __init__(self) -> None:
+        self._servers: dict[str, AuthServerMetrics] = {}
+
+    async def record(self, server: str, event: AuthEvent, *, at: float | None = None) -> None:
+        metrics = self._servers.setdefault(server, AuthServerMetrics(server_name=server))
+        field = _COUNTERS[event]
+        setattr(metrics, field, getattr(metrics, field) + 1)
+        if event in _TIMESTAMPS:
+            setattr(metrics, _TIMESTAMPS[event], time.time() if at is None else at)
+
+    async def server(self, server: str) -> AuthServerMetrics | None:
+        metrics = self._servers.get(server)
+        return _copy(metrics) if metrics is not None else None
+
+    async def all(self) -> list[AuthServerMetrics]:
+        return [_copy(self._servers[name]) for name in sorted(self._servers)]
+
+
+class MemoryEventBus:
+    """In-process fan-out; every subscriber gets its own unbounded queue."""
+
+    def __init__(self) -> None:
+        self._version = 0
+        self._queues: list[asyncio.Queue[ToolUpdateEvent]] = []
+
+    async def publish(self, event: ToolUpdateEvent) -> ToolUpdateEvent:
+        self._version += 1
+        delivered = msgspec.structs.replace(event, version=self._version)
+        for queue in self._queues:
+            queue.put_nowait(delivered)
+        return delivered
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[ToolUpdateEvent]]:
+        queue: asyncio.Queue[ToolUpdateEvent] = asyncio.Queue()
+        self._queues.append(queue)
+
+        async def events() -> AsyncIterator[ToolUpdateEvent]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield events()
+        finally:
+            self._queues.remove(queue)
+
+    async def version(self) -> int:
+        return self._version
+
+
+class MemoryStores:
+    kind = "memory"
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.capabilities = MemoryCapabilityStore(clock)
+        self.sessions = MemorySessionStore(clock)
+        self.blocks = MemoryBlockStore()
+        self.rate_limiter = MemoryRateLimiter(clock)
+        self.auth_metrics = MemoryAuthMetrics()
+        self.events = MemoryEventBus()
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _copy(value):  # type: ignore[no-untyped-def]
+    """A detached copy, so callers cannot mutate what the store holds (as with Redis)."""
+    return msgspec.convert(msgspec.to_builtins(value), type(value))

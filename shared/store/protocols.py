@@ -1,0 +1,148 @@
+"""The contracts for every piece of shared state. Routing code sees only these Protocols.
+
+Two implementations exist: `memory` (the embedded default, one process) and `redis` (a
+cluster of replicas). `tests/conformance/` runs one suite against both; when they disagree,
+the contract here is fixed, not the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Literal, Protocol
+
+import msgspec
+
+from shared.events import ToolUpdateEvent
+from shared.records import ServerRecord, SessionRecord
+
+__all__ = [
+    "GLOBAL_SCOPE",
+    "AuthEvent",
+    "AuthMetricsStore",
+    "AuthServerMetrics",
+    "BlockStore",
+    "CapabilityStore",
+    "EventBus",
+    "RateLimiter",
+    "SessionStore",
+    "Stores",
+]
+
+GLOBAL_SCOPE = "*"
+"""The capability scope shared by every caller; per-session scopes use the session id."""
+
+AuthEvent = Literal[
+    "login_attempt", "login_success", "login_failure", "rate_limit_block", "logout_attempt", "logout_success"
+]
+
+
+class AuthServerMetrics(msgspec.Struct, kw_only=True):
+    server_name: str
+    login_attempts: int = 0
+    login_successes: int = 0
+    login_failures: int = 0
+    rate_limit_blocks: int = 0
+    logout_attempts: int = 0
+    logout_successes: int = 0
+    last_attempt_at: float | None = None
+    last_success_at: float | None = None
+    last_failure_at: float | None = None
+
+
+class CapabilityStore(Protocol):
+    """Backend records keyed by (scope, server). A miss returns None; list order is by server name.
+
+    Records in GLOBAL_SCOPE live until deleted; records in other scopes expire after `ttl`.
+    """
+
+    async def put(self, record: ServerRecord, *, scope: str = GLOBAL_SCOPE, ttl: float | None = None) -> None: ...
+
+    async def get(self, server: str, *, scope: str = GLOBAL_SCOPE) -> ServerRecord | None: ...
+
+    async def list(self, *, scope: str = GLOBAL_SCOPE) -> list[ServerRecord]: ...
+
+    async def delete(self, server: str, *, scope: str = GLOBAL_SCOPE) -> None: ...
+
+
+class SessionStore(Protocol):
+    """2025-11-25 session records. Each expires `ttl` seconds after its last create or touch."""
+
+    async def create(self, record: SessionRecord, *, ttl: float) -> None: ...
+
+    async def get(self, session_id: str) -> SessionRecord | None: ...
+
+    async def touch(self, session_id: str, *, ttl: float) -> bool:
+        """Extend the session's life; False when it no longer exists."""
+        ...
+
+    async def delete(self, session_id: str) -> bool:
+        """End the session; False when it did not exist."""
+        ...
+
+
+class BlockStore(Protocol):
+    """Run-time tool-block overrides by exposed tool name: True blocks, False allows."""
+
+    async def set(self, tool: str, blocked: bool | None) -> None:
+        """Set an override, or clear it with None."""
+        ...
+
+    async def all(self) -> dict[str, bool]: ...
+
+
+class RateLimiter(Protocol):
+    """Sliding-window limits per key, shared by every replica that uses the same store."""
+
+    async def allow(self, key: str, *, limit: int, window: float) -> bool:
+        """Record an attempt and return True, or return False (recording nothing) when over the limit."""
+        ...
+
+    async def remaining(self, key: str, *, limit: int, window: float) -> int: ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+class AuthMetricsStore(Protocol):
+    """Counters of authentication events per backend server."""
+
+    async def record(self, server: str, event: AuthEvent, *, at: float | None = None) -> None: ...
+
+    async def server(self, server: str) -> AuthServerMetrics | None: ...
+
+    async def all(self) -> list[AuthServerMetrics]:
+        """Every server's counters, ordered by server name."""
+        ...
+
+
+class EventBus(Protocol):
+    """Registry-change events with a deployment-wide version counter.
+
+    `publish` assigns the next version and returns the event as delivered. `subscribe` yields
+    events published after it was entered, in version order; a subscriber that sees a version
+    jump (or a `resync` event) must reload its state from the stores.
+    """
+
+    async def publish(self, event: ToolUpdateEvent) -> ToolUpdateEvent: ...
+
+    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[ToolUpdateEvent]]: ...
+
+    async def version(self) -> int: ...
+
+
+class Stores(Protocol):
+    """Every store one process uses, opened and closed together."""
+
+    kind: str
+    capabilities: CapabilityStore
+    sessions: SessionStore
+    blocks: BlockStore
+    rate_limiter: RateLimiter
+    auth_metrics: AuthMetricsStore
+    events: EventBus
+
+    async def ping(self) -> None:
+        """Raise if the backing service cannot be reached."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,81 @@
+"""Read everything a backend offers into a ServerRecord (all pages of every list)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from aggregator.backends.base import BackendConnection
+from aggregator.protocol.errors import BackendError
+from aggregator.protocol.jsonrpc import raw
+from shared.records import ServerRecord
+
+__all__ = ["LISTS", "discover", "health_check"]
+
+_MAX_PAGES = 100
+
+# (record field, list method, result key, capability that offers it)
+LISTS = (
+    ("tools", "tools/list", "tools", "tools"),
+    ("prompts", "prompts/list", "prompts", "prompts"),
+    ("resources", "resources/list", "resources", "resources"),
+    ("resource_templates", "resources/templates/list", "resourceTemplates", "resources"),
+)
+
+
+async def discover(
+    conn: BackendConnection, only: set[str] | None = None, base: ServerRecord | None = None
+) -> ServerRecord:
+    """A fresh record for `conn`; with `only`, re-read just those lists and keep the rest of `base`."""
+    lists: dict[str, list[dict[str, Any]]] = {}
+    for field, method, key, capability in LISTS:
+        if only is not None and field not in only and base is not None:
+            lists[field] = getattr(base, field)
+        elif capability in conn.capabilities:
+            lists[field] = await _list_all(conn, method, key)
+        else:
+            lists[field] = []
+    return ServerRecord(
+        server=conn.server,
+        state="up",
+        protocol_version=conn.protocol_version,
+        transport=conn.transport,
+        server_info=conn.server_info,
+        capabilities=conn.capabilities,
+        instructions=conn.instructions,
+        updated_at=time.time(),
+        **lists,
+    )
+
+
+async def _list_all(conn: BackendConnection, method: str, key: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(_MAX_PAGES):
+        params = {"cursor": raw(cursor)} if cursor is not None else None
+        reply = await conn.request(method, params)
+        if reply.error is not UNSET:
+            error = msgspec.json.decode(reply.error)
+            raise BackendError(conn.server, f"backend {conn.server!r} failed {method}: {error.get('message', error)}")
+        result = msgspec.json.decode(reply.result)
+        page = result.get(key) if isinstance(result, dict) else None
+        if not isinstance(page, list):
+            raise BackendError(conn.server, f"backend {conn.server!r} answered {method} without a {key!r} list")
+        items.extend(item for item in page if isinstance(item, dict))
+        cursor = result.get("nextCursor")
+        if not isinstance(cursor, str):
+            return items
+    raise BackendError(conn.server, f"backend {conn.server!r} paginated {method} past {_MAX_PAGES} pages")
+
+
+async def health_check(conn: BackendConnection, timeout: float) -> None:
+    """Raise unless the backend answers: `server/discover` on 2026-07-28 (no ping there), else `ping`."""
+    reply = await conn.request("server/discover" if conn.modern else "ping", timeout=timeout)
+    if reply.error is not UNSET:
+        error = msgspec.json.decode(reply.error)
+        raise BackendError(
+            conn.server, f"backend {conn.server!r} failed its health check: {error.get('message', error)}"
+        )

@@ -1,0 +1,173 @@
+"""BackendSupervisor: keeps every configured backend connected, discovered and announced.
+
+The event-handler semantics of the seed: a backend that connects and answers is registered
+(its record stored, a `registered` event published); one that fails, stops answering its
+health check or dies is deregistered and retried with capped exponential backoff. A
+backend's list_changed triggers a re-read of that list and a `capabilities_changed` event.
+The same class runs inside the aggregator (embedded mode) or in `aggregator-worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from aggregator.backends.base import BackendConnection
+from aggregator.pool import SessionConnectionPool
+from aggregator.protocol.errors import GatewayError
+from shared.config import ServerSpec
+from shared.events import ToolUpdateEvent
+from shared.records import ServerRecord
+from shared.store.protocols import Stores
+from worker.discovery import LISTS, discover, health_check
+from worker.retry import backoff_delay
+
+__all__ = ["BackendSupervisor"]
+
+log = logging.getLogger("worker.supervisor")
+
+_LIST_CHANGED = {
+    "notifications/tools/list_changed": {"tools"},
+    "notifications/prompts/list_changed": {"prompts"},
+    "notifications/resources/list_changed": {"resources", "resource_templates"},
+}
+_KIND_NAMES = {
+    "tools": "tools",
+    "prompts": "prompts",
+    "resources": "resources",
+    "resource_templates": "resourceTemplates",
+}
+
+
+class _Watch:
+    """What one backend's supervision loop waits on."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.refresh: set[str] = set()
+        self.failures = 0
+
+
+class BackendSupervisor:
+    def __init__(
+        self,
+        specs: Iterable[ServerSpec],
+        pool: SessionConnectionPool,
+        stores: Stores,
+        *,
+        health_interval: float = 30.0,
+        origin: str | None = None,
+    ) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self.pool = pool
+        self.stores = stores
+        self.health_interval = health_interval
+        self.origin = origin
+        self._watches = {name: _Watch() for name in self.specs}
+        self._up: set[str] = set()
+
+    async def run(self) -> None:
+        """Supervise every backend until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for spec in self.specs.values():
+                group.create_task(self._supervise(spec), name=f"supervise-{spec.name}")
+
+    def list_changed(self, server: str, method: str) -> None:
+        """A backend said one of its lists changed: re-read it soon."""
+        watch = self._watches.get(server)
+        kinds = _LIST_CHANGED.get(method)
+        if watch is None or kinds is None:
+            return
+        watch.refresh |= kinds
+        watch.wake.set()
+
+    def connection_lost(self, server: str, reason: str) -> None:
+        watch = self._watches.get(server)
+        if watch is not None:
+            watch.wake.set()
+
+    async def _supervise(self, spec: ServerSpec) -> None:
+        watch = self._watches[spec.name]
+        while True:
+            try:
+                conn = await self.pool.connect(spec.name)
+                record = await discover(conn)
+                await self._announce(record, "registered")
+                watch.failures = 0
+                await self._watch(spec, conn, record)
+                reason = f"connection lost: {conn.lost_reason}"
+            except GatewayError as exc:
+                reason = exc.message
+            except OSError as exc:
+                reason = f"cannot reach backend {spec.name!r}: {exc}"
+            except Exception as exc:
+                log.exception("supervising backend %s failed unexpectedly", spec.name)
+                reason = f"unexpected error: {exc}"
+            await self.pool.evict(spec.name)
+            watch.failures += 1
+            delay = backoff_delay(watch.failures)
+            await self._announce_down(spec.name, reason)
+            log.warning(
+                "backend %s is down (%s); retrying in %.1fs (attempt %d)",
+                spec.name,
+                reason,
+                delay,
+                watch.failures,
+                extra={"server": spec.name},
+            )
+            watch.wake.clear()
+            watch.refresh.clear()
+            await asyncio.sleep(delay)
+
+    async def _watch(self, spec: ServerSpec, conn: BackendConnection, record: ServerRecord) -> None:
+        """Return when the backend is gone; refresh lists on request; health-check when idle."""
+        watch = self._watches[spec.name]
+        while conn.alive:
+            watch.wake.clear()
+            try:
+                await asyncio.wait_for(watch.wake.wait(), self.health_interval)
+            except TimeoutError:
+                await health_check(conn, timeout=min(spec.timeout, 10.0))
+                continue
+            if not conn.alive:
+                return
+            if watch.refresh:
+                kinds, watch.refresh = watch.refresh, set()
+                fresh = await discover(conn, only=kinds, base=record)
+                changed = tuple(
+                    _KIND_NAMES[field] for field, *_ in LISTS if getattr(fresh, field) != getattr(record, field)
+                )
+                record = fresh
+                await self._announce(record, "capabilities_changed", changed)
+
+    async def _announce(self, record: ServerRecord, kind: str, changed: tuple[str, ...] = ()) -> None:
+        await self.stores.capabilities.put(record)
+        self._up.add(record.server)
+        if kind == "capabilities_changed" and not changed:
+            return
+        await self.stores.events.publish(
+            ToolUpdateEvent(type=kind, server=record.server, changed=changed, origin=self.origin)  # type: ignore[arg-type]
+        )
+        log.info(
+            "backend %s %s: %d tools, %d prompts, %d resources",
+            record.server,
+            kind.replace("_", " "),
+            len(record.tools),
+            len(record.prompts),
+            len(record.resources),
+            extra={"server": record.server},
+        )
+
+    async def _announce_down(self, server: str, reason: str) -> None:
+        record = ServerRecord(server=server, state="down", error=reason, updated_at=time.time())
+        try:
+            await self.stores.capabilities.put(record)
+            if server in self._up:
+                self._up.discard(server)
+                await self.stores.events.publish(
+                    ToolUpdateEvent(type="deregistered", server=server, origin=self.origin)
+                )
+        except Exception as exc:  # the store being away must not stop supervision
+            log.warning("could not record backend %s as down: %s", server, exc)
