@@ -1,0 +1,132 @@
+"""The contracts of shared/store/protocols.py, for every implementation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.events import ToolUpdateEvent
+from shared.records import ServerRecord, SessionRecord
+from shared.store.protocols import Stores
+
+
+async def test_capability_records_round_trip_and_list_in_name_order(stores: Stores) -> None:
+    caps = stores.capabilities
+    await caps.put(ServerRecord(server="zeta", tools=[{"name": "a", "inputSchema": {"type": "object"}}]))
+    await caps.put(ServerRecord(server="alpha", state="down", error="refused"))
+    assert [r.server for r in await caps.list()] == ["alpha", "zeta"]
+    zeta = await caps.get("zeta")
+    assert zeta is not None and zeta.tools[0]["name"] == "a"
+    assert (await caps.get("alpha")).error == "refused"  # type: ignore[union-attr]
+    assert await caps.get("missing") is None
+    await caps.delete("zeta")
+    assert [r.server for r in await caps.list()] == ["alpha"]
+
+
+async def test_capability_returned_records_are_copies(stores: Stores) -> None:
+    await stores.capabilities.put(ServerRecord(server="a", tools=[{"name": "t"}]))
+    first = await stores.capabilities.get("a")
+    assert first is not None
+    first.tools.append({"name": "mutated"})
+    again = await stores.capabilities.get("a")
+    assert again is not None and len(again.tools) == 1
+
+
+async def test_scoped_capabilities_are_separate_and_expire(stores: Stores) -> None:
+    caps = stores.capabilities
+    await caps.put(ServerRecord(server="a"), scope="session-1", ttl=0.2)
+    assert await caps.get("a") is None
+    assert await caps.get("a", scope="session-1") is not None
+    await asyncio.sleep(0.35)
+    assert await caps.get("a", scope="session-1") is None
+
+
+async def test_sessions_expire_unless_touched_and_delete_ends_them(stores: Stores) -> None:
+    sessions = stores.sessions
+    await sessions.create(SessionRecord(id="s1", protocol_version="2025-11-25", client_info={"name": "c"}), ttl=0.3)
+    got = await sessions.get("s1")
+    assert got is not None and got.client_info == {"name": "c"}
+    await asyncio.sleep(0.2)
+    assert await sessions.touch("s1", ttl=0.3)
+    await asyncio.sleep(0.2)
+    assert await sessions.get("s1") is not None
+    assert await sessions.delete("s1")
+    assert await sessions.get("s1") is None
+    assert not await sessions.delete("s1")
+    assert not await sessions.touch("s1", ttl=1)
+    await sessions.create(SessionRecord(id="s2", protocol_version="2025-11-25"), ttl=0.2)
+    await asyncio.sleep(0.35)
+    assert await sessions.get("s2") is None
+
+
+async def test_block_overrides_set_and_clear(stores: Stores) -> None:
+    blocks = stores.blocks
+    await blocks.set("x_a_echo", True)
+    await blocks.set("x_a_kubectl_delete", False)
+    assert await blocks.all() == {"x_a_echo": True, "x_a_kubectl_delete": False}
+    await blocks.set("x_a_echo", None)
+    assert await blocks.all() == {"x_a_kubectl_delete": False}
+
+
+async def test_rate_limiter_is_a_sliding_window(stores: Stores) -> None:
+    limiter = stores.rate_limiter
+    results = [await limiter.allow("user-1", limit=3, window=0.4) for _ in range(4)]
+    assert results == [True, True, True, False]
+    assert await limiter.remaining("user-1", limit=3, window=0.4) == 0
+    assert await limiter.allow("user-2", limit=3, window=0.4)
+    await asyncio.sleep(0.5)
+    assert await limiter.remaining("user-1", limit=3, window=0.4) == 3
+    assert await limiter.allow("user-1", limit=3, window=0.4)
+    await limiter.reset("user-1")
+    assert await limiter.remaining("user-1", limit=3, window=0.4) == 3
+
+
+async def test_rate_limiter_holds_under_concurrency(stores: Stores) -> None:
+    results = await asyncio.gather(*(stores.rate_limiter.allow("busy", limit=5, window=5) for _ in range(20)))
+    assert sum(results) == 5
+
+
+async def test_auth_metrics_count_per_server(stores: Stores) -> None:
+    metrics = stores.auth_metrics
+    await metrics.record("kube", "login_attempt", at=100.0)
+    await metrics.record("kube", "login_failure", at=101.0)
+    await metrics.record("kube", "login_attempt", at=102.0)
+    await metrics.record("kube", "login_success", at=103.0)
+    await metrics.record("git", "rate_limit_block")
+    kube = await metrics.server("kube")
+    assert kube is not None
+    assert (kube.login_attempts, kube.login_failures, kube.login_successes) == (2, 1, 1)
+    assert (kube.last_attempt_at, kube.last_success_at, kube.last_failure_at) == (102.0, 103.0, 101.0)
+    assert [m.server_name for m in await metrics.all()] == ["git", "kube"]
+    assert await metrics.server("none") is None
+
+
+async def test_event_bus_numbers_events_and_delivers_in_order(stores: Stores) -> None:
+    bus = stores.events
+    start = await bus.version()
+    async with bus.subscribe() as events:
+        sent = [
+            await bus.publish(ToolUpdateEvent(type="registered", server="a")),
+            await bus.publish(ToolUpdateEvent(type="capabilities_changed", server="a", changed=("tools",))),
+            await bus.publish(ToolUpdateEvent(type="tool_block_changed", tool="x_a_t")),
+        ]
+        assert [e.version for e in sent] == [start + 1, start + 2, start + 3]
+        received = []
+        async for event in events:
+            received.append(event)
+            if len(received) == 3:
+                break
+    assert received == sent
+    assert await bus.version() == start + 3
+
+
+async def test_event_bus_fans_out_to_every_subscriber(stores: Stores) -> None:
+    bus = stores.events
+    async with bus.subscribe() as first, bus.subscribe() as second:
+        await bus.publish(ToolUpdateEvent(type="deregistered", server="b"))
+        one = await asyncio.wait_for(anext(first), 5)
+        two = await asyncio.wait_for(anext(second), 5)
+    assert one == two and one.server == "b"
+
+
+async def test_ping_succeeds_on_a_live_store(stores: Stores) -> None:
+    await stores.ping()

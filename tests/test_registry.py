@@ -1,0 +1,166 @@
+"""ServerRegistry naming, families, shortening, blocking and routing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from aggregator.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
+from aggregator.registry import ServerRegistry, fit_name
+from shared.config import parse_config
+from shared.records import ServerRecord
+
+CONFIG = parse_config(
+    """
+aggregator: {maxToolNameLength: 40}
+mcpServers:
+  - {name: alpha, type: stdio, command: x}
+  - {name: beta, type: stdio, command: x, toolPrefix: b}
+  - {name: kube-eu, type: stdio, command: x, family: {name: kube}}
+  - {name: kube-us, type: stdio, command: x, family: {name: kube}}
+"""
+)
+
+
+def tool(name: str, description: str = "d", **properties: dict) -> dict:
+    return {"name": name, "description": description, "inputSchema": {"type": "object", "properties": properties}}
+
+
+def record(server: str, *tools: dict, **lists: list) -> ServerRecord:
+    return ServerRecord(server=server, tools=list(tools), **lists)
+
+
+def registry(*records: ServerRecord) -> ServerRegistry:
+    reg = ServerRegistry(CONFIG.aggregator, CONFIG.mcp_servers)
+    for item in records:
+        reg.update(item)
+    return reg
+
+
+def names(reg: ServerRegistry) -> list[str]:
+    return [t["name"] for t in reg.catalog.tools]
+
+
+def test_tools_are_prefixed_with_prefix_and_server() -> None:
+    reg = registry(record("alpha", tool("echo")), record("beta", tool("echo")))
+    assert names(reg) == ["x_alpha_echo", "x_b_echo"]
+    route = reg.catalog.tool("x_b_echo")
+    assert (route.servers, route.original) == (("beta",), "echo")
+
+
+def test_segment_is_not_doubled_and_collisions_stay_distinct() -> None:
+    reg = registry(record("alpha", tool("alpha_get"), tool("get")))
+    assert sorted(names(reg)) == ["x_alpha_alpha_get", "x_alpha_get"]
+    assert {reg.catalog.tool(n).original for n in names(reg)} == {"alpha_get", "get"}
+
+
+def test_names_do_not_depend_on_registration_order() -> None:
+    records = [
+        record("alpha", tool("echo"), tool("alpha_echo")),
+        record("beta", tool("zeta")),
+        record("kube-eu", tool("pods")),
+        record("kube-us", tool("pods")),
+    ]
+    seen = set()
+    for order in itertools.permutations(records):
+        reg = registry(*order)
+        seen.add(tuple((t["name"], str(t["inputSchema"])) for t in reg.catalog.tools))
+    assert len(seen) == 1
+
+
+def test_family_exposes_one_tool_with_required_instance_enum() -> None:
+    reg = registry(record("kube-us", tool("pods", count={"type": "integer"})), record("kube-eu", tool("pods")))
+    [exposed] = [t for t in reg.catalog.tools if t["name"] == "x_kube_pods"]
+    server_prop = exposed["inputSchema"]["properties"]["server"]
+    assert server_prop["enum"] == ["kube-eu", "kube-us"]
+    assert exposed["inputSchema"]["required"][-1] == "server"
+    assert "available on servers: kube-eu, kube-us" in exposed["description"]
+    route = reg.catalog.tool("x_kube_pods")
+    assert route.server_for("kube-us") == "kube-us"
+
+
+def test_family_instance_is_required_even_for_one_instance() -> None:
+    reg = registry(record("kube-eu", tool("pods")))
+    route = reg.catalog.tool("x_kube_pods")
+    with pytest.raises(InvalidParams, match="one of: kube-eu") as missing:
+        route.server_for(None)
+    assert missing.value.data == {"argument": "server", "choices": ["kube-eu"]}
+    with pytest.raises(InvalidParams, match="Unknown instance 'kube-xx'"):
+        route.server_for("kube-xx")
+
+
+def test_family_with_divergent_descriptions_falls_back_to_per_server_names() -> None:
+    reg = registry(record("kube-eu", tool("pods", "one")), record("kube-us", tool("pods", "two")))
+    assert sorted(names(reg)) == ["x_kube-eu_pods", "x_kube-us_pods"]
+
+
+def test_long_and_odd_names_are_shortened_deterministically_and_route() -> None:
+    long_name = "a_really_long_tool_name_that_keeps_going_and_going"
+    reg = registry(record("alpha", tool(long_name), tool("has space")))
+    exposed = names(reg)
+    assert all(len(n) <= 40 for n in exposed)
+    assert all(set(n) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") for n in exposed)
+    assert {reg.catalog.tool(n).original for n in exposed} == {long_name, "has space"}
+    assert fit_name("x_alpha_" + long_name, 40) in exposed
+
+
+def test_blocked_tool_is_hidden_and_calling_it_says_how_to_allow_it() -> None:
+    reg = registry(record("alpha", tool("kubectl_delete"), tool("echo")))
+    assert names(reg) == ["x_alpha_echo"]
+    with pytest.raises(ToolBlocked, match="aggregator tools unblock x_alpha_kubectl_delete"):
+        reg.catalog.tool("x_alpha_kubectl_delete")
+
+
+def test_unblock_override_makes_tool_visible() -> None:
+    reg = registry(record("alpha", tool("kubectl_delete")))
+    changed = reg.set_overrides({"x_alpha_kubectl_delete": False})
+    assert changed == {"tools"}
+    assert names(reg) == ["x_alpha_kubectl_delete"]
+
+
+def test_unknown_tool() -> None:
+    with pytest.raises(UnknownTool, match="Unknown tool: 'x_nope'"):
+        registry().catalog.tool("x_nope")
+
+
+def test_down_backend_contributes_nothing() -> None:
+    reg = registry(record("alpha", tool("echo")))
+    changed = reg.update(ServerRecord(server="alpha", state="down", error="gone"))
+    assert changed == {"tools"} and names(reg) == []
+
+
+def test_resources_keep_scheme_uris_and_prefix_others() -> None:
+    reg = registry(
+        record(
+            "alpha",
+            resources=[{"uri": "file:///a.txt", "name": "a"}, {"uri": "notes", "name": "n"}],
+            resource_templates=[{"uriTemplate": "db://alpha/{table}", "name": "t"}],
+        )
+    )
+    assert [r["uri"] for r in reg.catalog.resources] == ["file:///a.txt", "x_alpha_notes"]
+    assert reg.catalog.resource("x_alpha_notes").original == "notes"
+    assert reg.catalog.resource("db://alpha/users").server == "alpha"
+    with pytest.raises(InvalidParams, match="Resource not found"):
+        reg.catalog.resource("db://other/users")
+
+
+def test_prompts_are_prefixed_and_route() -> None:
+    reg = registry(record("beta", prompts=[{"name": "greet"}]))
+    assert [p["name"] for p in reg.catalog.prompts] == ["x_b_greet"]
+    assert reg.catalog.prompt("x_b_greet").original == "greet"
+
+
+def test_pagination_walks_every_item_once() -> None:
+    reg = registry(record("alpha", *[tool(f"t{i:02d}") for i in range(25)]))
+    seen, cursor = [], None
+    while True:
+        items, cursor = reg.catalog.page("tools", cursor, 10)
+        seen += [t["name"] for t in items]
+        if cursor is None:
+            break
+    assert seen == names(reg) and len(seen) == 25
+    with pytest.raises(InvalidCursor):
+        reg.catalog.page("tools", "garbage!", 10)
+    with pytest.raises(InvalidCursor):
+        reg.catalog.page("prompts", reg.catalog.page("tools", None, 10)[1], 10)
