@@ -267,7 +267,8 @@ class _CatalogBuilder:
         solo: list[tuple[str, dict[str, Any]]] = []
         for server in self.up:
             spec = self.specs[server]
-            for tool in sorted(self.records[server].tools, key=lambda t: str(t.get("name", ""))):
+            segment = spec.family.name if spec.family is not None else spec.prefix
+            for tool in sorted(self.records[server].tools, key=_claim_order(segment)):
                 if not isinstance(tool.get("name"), str):
                     continue
                 if spec.family is not None:
@@ -332,7 +333,7 @@ class _CatalogBuilder:
         out = []
         for server in self.up:
             segment = self.specs[server].prefix
-            for prompt in sorted(self.records[server].prompts, key=lambda p: str(p.get("name", ""))):
+            for prompt in sorted(self.records[server].prompts, key=_claim_order(segment)):
                 if not isinstance(prompt.get("name"), str):
                     continue
                 name = self._exposed(segment, prompt["name"])
@@ -373,6 +374,16 @@ class _CatalogBuilder:
             return uri
         base = uri if uri.startswith(f"{segment}_") else f"{segment}_{uri}"
         return f"{self.prefix}_{base}"
+
+
+def _claim_order(segment: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+    """Sort key: names that need no de-duplication claim their exposed name first."""
+
+    def key(item: dict[str, Any]) -> tuple[bool, str]:
+        name = str(item.get("name", ""))
+        return name.startswith(f"{segment}_"), name
+
+    return key
 
 
 def _family_problem(members: list[tuple[str, dict[str, Any]]], instance_arg: str) -> str | None:

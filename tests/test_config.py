@@ -69,6 +69,7 @@ def test_missing_file_says_so(tmp_path) -> None:
 def test_environment_references_are_expanded(monkeypatch) -> None:
     monkeypatch.setenv("TEAM_TOKEN", "s3cret")
     config = parse_config(
-        "mcpServers: [{name: a, type: streamable-http, url: 'http://h/mcp', headers: {Authorization: 'Bearer ${TEAM_TOKEN}'}}]"
+        "mcpServers: [{name: a, type: streamable-http, url: 'http://h/mcp',"
+        " headers: {Authorization: 'Bearer ${TEAM_TOKEN}'}}]"
     )
     assert config.mcp_servers[0].headers["Authorization"] == "Bearer s3cret"
