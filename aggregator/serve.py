@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import socket
 import sys
 
 import uvicorn
@@ -33,6 +35,9 @@ class _Server(uvicorn.Server):
         if self.gateway_app.gateway is not None:
             self.gateway_app.gateway.closing.set()
         super().handle_exit(sig, frame)  # type: ignore[arg-type]
+        if sig == signal.SIGTERM:
+            # SIGTERM is the orderly stop (Kubernetes, systemd): finish and exit 0, not by the signal.
+            self._captured_signals.remove(sig)
 
 
 async def serve(config: Config, args: argparse.Namespace) -> int:
@@ -57,6 +62,15 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         timeout_keep_alive=30,
     )
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as exc:
+        print(
+            f"aggregator: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; "
+            "pick another with --port (or stop what holds it)",
+            file=sys.stderr,
+        )
+        return 1
     server = _Server(uv_config, app)
     base = f"http://{settings.host}:{settings.port}"
     log.info(
@@ -65,12 +79,19 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         base,
         "redis" if args.redis_url else "embedded memory",
     )
-    await server.serve()
-    if not server.started:
-        print(
-            f"aggregator: could not listen on {settings.host}:{settings.port} (in use, or not allowed); "
-            "pick another with --port",
-            file=sys.stderr,
-        )
-        return 1
+    await server.serve(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind before starting anything, so a taken port fails fast with a clear message."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

@@ -1,0 +1,125 @@
+"""Process lifecycle (clean shutdown, no leaked children), /healthz, /readyz, /metrics, call logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.gateway_process import ROOT, run_gateway
+
+BIN = Path(sys.executable).parent
+TIME = {"name": "time", "type": "stdio", "command": sys.executable, "args": ["-m", "mcp_server_time"]}
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def call(url: str, name: str, arguments: dict) -> httpx.Response:
+    return httpx.post(
+        url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": META},
+        },
+        headers={
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "mcp-protocol-version": "2026-07-28",
+            "mcp-method": "tools/call",
+            "mcp-name": name,
+        },
+        timeout=10,
+    )
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state != "Z"
+
+
+def test_sigterm_exits_zero_and_reaps_stdio_backends() -> None:
+    with run_gateway({"mcpServers": [TIME]}) as gateway:
+        children = children_of(gateway.process.pid)
+        assert children, "the stdio backend should be a child of the gateway"
+        assert gateway.stop(signal.SIGTERM) == 0
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in children), "backend processes outlived the gateway"
+
+
+def test_health_readiness_and_metrics() -> None:
+    with run_gateway({"mcpServers": [TIME]}) as gateway:
+        assert httpx.get(f"{gateway.base}/healthz").json() == {"status": "alive"}
+        ready = gateway.ready()
+        assert ready["status"] == "ok" and ready["store"] == {"kind": "memory", "ok": True}
+        assert ready["backends"]["time"]["state"] == "up"
+        assert ready["backends"]["time"]["protocol"] == "2026-07-28"
+        assert "result" in call(gateway.url, "x_time_get_current_time", {"timezone": "UTC"}).json()
+        assert "result" in call(gateway.url, "x_time_get_current_time", {"timezone": "Nowhere/Atlantis"}).json()
+        metrics = httpx.get(f"{gateway.base}/metrics").text
+        assert 'mcp_tool_calls_total{outcome="ok",server="time",tool="x_time_get_current_time"} 1.0' in metrics
+        assert 'mcp_tool_calls_total{outcome="tool_error",server="time",tool="x_time_get_current_time"} 1.0' in metrics
+        assert "mcp_tool_call_duration_seconds_bucket" in metrics
+        assert 'mcp_backend_up{server="time"} 1.0' in metrics
+
+
+def test_json_logs_have_one_line_per_tool_call_without_arguments() -> None:
+    with run_gateway({"mcpServers": [TIME]}, args=("--log-format", "json")) as gateway:
+        call(gateway.url, "x_time_get_current_time", {"timezone": "Europe/Paris"})
+        time.sleep(0.2)
+        lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+    calls = [line for line in lines if line["msg"] == "tool call"]
+    assert len(calls) == 1
+    assert {"tool", "server", "outcome", "duration_s"} <= calls[0].keys()
+    assert calls[0]["server"] == "time" and calls[0]["outcome"] == "ok"
+    own = [line for line in lines if line.get("stream") != "stderr"]  # not the backend's own stderr
+    assert "Europe/Paris" not in json.dumps(own)
+
+
+def test_check_command_lists_backends_and_rejects_bad_config(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("mcpServers: [{name: time, type: stdio, command: python, args: [-m, mcp_server_time]}]")
+    result = subprocess.run([BIN / "aggregator", "check", "-c", good], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "time" in result.stdout and "x_time" in result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mcpServers: [{name: time, type: stdio, timeout: soon}]")
+    result = subprocess.run([BIN / "aggregator", "check", "-c", bad], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{bad}: $.mcpServers[0].timeout" in result.stderr
+    missing = subprocess.run(
+        [BIN / "aggregator", "serve", "-c", tmp_path / "none.yaml"], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "file not found" in missing.stderr
+
+
+def test_serve_reports_a_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = ROOT / "tests" / "data" / "empty.yaml"
+        result = subprocess.run(
+            [BIN / "aggregator", "serve", "-c", config, "--port", str(port)], capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 1
+    assert "pick another with --port" in result.stderr
