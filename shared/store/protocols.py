@@ -26,6 +26,7 @@ __all__ = [
     "EventBus",
     "RateLimiter",
     "SessionStore",
+    "StoreUnavailable",
     "Stores",
 ]
 
@@ -35,6 +36,10 @@ GLOBAL_SCOPE = "*"
 AuthEvent = Literal[
     "login_attempt", "login_success", "login_failure", "rate_limit_block", "logout_attempt", "logout_success"
 ]
+
+
+class StoreUnavailable(Exception):
+    """The backing service (Redis) cannot be reached; the message names where and why."""
 
 
 class AuthServerMetrics(msgspec.Struct, kw_only=True):

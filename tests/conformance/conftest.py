@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from shared.store.memory import MemoryStores
 from shared.store.protocols import Stores
+from shared.store.redis import open_redis_stores
 
-IMPLEMENTATIONS = ["memory"]
 
-
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(params=["memory", "redis"])
 async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
     if request.param == "memory":
         instance: Stores = MemoryStores()
-    else:  # pragma: no cover - filled in by the Redis implementation
-        raise AssertionError(request.param)
+    else:
+        server = request.getfixturevalue("redis_server")
+        instance = await open_redis_stores(server.url, namespace=f"test-{uuid.uuid4().hex[:8]}")
     try:
         yield instance
     finally:

@@ -1,0 +1,329 @@
+"""The cluster stores: every Protocol of protocols.py on one Redis (redis-py asyncio, one pool).
+
+Key layout (all under the namespace, default `mcpagg`; see docs/architecture.md):
+
+    {ns}:cap:{scope}            hash  server -> ServerRecord JSON (non-global scopes expire)
+    {ns}:session:{id}           str   SessionRecord JSON, expires after the idle timeout
+    {ns}:blocks                 hash  exposed tool -> "1" blocked / "0" allowed
+    {ns}:rl:{key}               zset  attempt timestamps of one sliding window, expires with it
+    {ns}:auth:{server}          hash  auth counters and last-event times
+    {ns}:auth:servers           set   servers with auth counters
+    {ns}:events:version         str   the registry event counter
+    {ns}:events                 pub/sub channel of ToolUpdateEvents
+
+Redis errors leave this module as StoreUnavailable, naming the URL's host and the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from shared.events import ToolUpdateEvent, decode_event, encode_event
+from shared.records import ServerRecord, SessionRecord
+from shared.store.protocols import GLOBAL_SCOPE, AuthEvent, AuthServerMetrics, StoreUnavailable
+
+__all__ = ["RedisStores", "open_redis_stores"]
+
+_record_decoder = msgspec.json.Decoder(ServerRecord)
+_session_decoder = msgspec.json.Decoder(SessionRecord)
+_encode = msgspec.json.Encoder().encode
+
+# Sliding-window rate limit, atomically.
+# KEYS[1] = the window's sorted set
+# ARGV[1] = limit, ARGV[2] = window in ms, ARGV[3] = a unique member for this attempt
+# Returns 1 (allowed, attempt recorded) or 0 (over the limit, nothing recorded).
+_ALLOW = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# Remaining attempts in a sliding window.
+# KEYS[1] = the window's sorted set; ARGV[1] = limit, ARGV[2] = window in ms
+# Returns how many attempts are left.
+_REMAINING = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[2]))
+local left = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+if left < 0 then return 0 end
+return left
+"""
+
+# Publish a registry event under the next version, so version order is publish order.
+# KEYS[1] = the version counter; ARGV[1] = channel, ARGV[2] = event JSON object without version
+# Returns the event JSON as published (with "version").
+_PUBLISH = """
+local version = redis.call('INCR', KEYS[1])
+local event = '{"version":' .. version .. ',' .. string.sub(ARGV[2], 2)
+redis.call('PUBLISH', ARGV[1], event)
+return event
+"""
+
+_COUNTERS = {
+    "login_attempt": "login_attempts",
+    "login_success": "login_successes",
+    "login_failure": "login_failures",
+    "rate_limit_block": "rate_limit_blocks",
+    "logout_attempt": "logout_attempts",
+    "logout_success": "logout_successes",
+}
+_TIMESTAMPS = {
+    "login_attempt": "last_attempt_at",
+    "login_success": "last_success_at",
+    "login_failure": "last_failure_at",
+}
+
+
+class _Keys:
+    """One function per kind of key."""
+
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
+
+    def capabilities(self, scope: str) -> str:
+        return f"{self.ns}:cap:{scope}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.ns}:session:{session_id}"
+
+    def blocks(self) -> str:
+        return f"{self.ns}:blocks"
+
+    def window(self, key: str) -> str:
+        return f"{self.ns}:rl:{key}"
+
+    def auth(self, server: str) -> str:
+        return f"{self.ns}:auth:{server}"
+
+    def auth_servers(self) -> str:
+        return f"{self.ns}:auth:servers"
+
+    def version(self) -> str:
+        return f"{self.ns}:events:version"
+
+    def events(self) -> str:
+        return f"{self.ns}:events"
+
+
+@contextlib.contextmanager
+def _translated(where: str):  # type: ignore[no-untyped-def]
+    try:
+        yield
+    except RedisError as exc:
+        raise StoreUnavailable(f"Redis at {where} failed: {exc or type(exc).__name__}") from exc
+    except OSError as exc:
+        raise StoreUnavailable(f"Redis at {where} is unreachable: {exc}") from exc
+
+
+class _Part:
+    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.where = where
+
+
+class RedisCapabilityStore(_Part):
+    async def put(self, record: ServerRecord, *, scope: str = GLOBAL_SCOPE, ttl: float | None = None) -> None:
+        key = self.keys.capabilities(scope)
+        with _translated(self.where):
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, record.server, _encode(record))
+                if scope != GLOBAL_SCOPE and ttl is not None:
+                    pipe.pexpire(key, int(ttl * 1000))
+                await pipe.execute()
+
+    async def get(self, server: str, *, scope: str = GLOBAL_SCOPE) -> ServerRecord | None:
+        with _translated(self.where):
+            data = await self.client.hget(self.keys.capabilities(scope), server)
+        return _record_decoder.decode(data) if data is not None else None
+
+    async def list(self, *, scope: str = GLOBAL_SCOPE) -> list[ServerRecord]:
+        with _translated(self.where):
+            data = await self.client.hgetall(self.keys.capabilities(scope))
+        return [_record_decoder.decode(data[name]) for name in sorted(data)]
+
+    async def delete(self, server: str, *, scope: str = GLOBAL_SCOPE) -> None:
+        with _translated(self.where):
+            await self.client.hdel(self.keys.capabilities(scope), server)
+
+
+class RedisSessionStore(_Part):
+    async def create(self, record: SessionRecord, *, ttl: float) -> None:
+        with _translated(self.where):
+            await self.client.set(self.keys.session(record.id), _encode(record), px=int(ttl * 1000))
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        with _translated(self.where):
+            data = await self.client.get(self.keys.session(session_id))
+        return _session_decoder.decode(data) if data is not None else None
+
+    async def touch(self, session_id: str, *, ttl: float) -> bool:
+        with _translated(self.where):
+            return bool(await self.client.pexpire(self.keys.session(session_id), int(ttl * 1000)))
+
+    async def delete(self, session_id: str) -> bool:
+        with _translated(self.where):
+            return bool(await self.client.delete(self.keys.session(session_id)))
+
+
+class RedisBlockStore(_Part):
+    async def set(self, tool: str, blocked: bool | None) -> None:
+        with _translated(self.where):
+            if blocked is None:
+                await self.client.hdel(self.keys.blocks(), tool)
+            else:
+                await self.client.hset(self.keys.blocks(), tool, "1" if blocked else "0")
+
+    async def all(self) -> dict[str, bool]:
+        with _translated(self.where):
+            data = await self.client.hgetall(self.keys.blocks())
+        return {tool.decode(): value == b"1" for tool, value in data.items()}
+
+
+class RedisRateLimiter(_Part):
+    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
+        super().__init__(client, keys, where)
+        self._allow = client.register_script(_ALLOW)
+        self._remaining = client.register_script(_REMAINING)
+
+    async def allow(self, key: str, *, limit: int, window: float) -> bool:
+        with _translated(self.where):
+            result = await self._allow(
+                keys=[self.keys.window(key)], args=[limit, max(1, int(window * 1000)), uuid.uuid4().hex]
+            )
+        return result == 1
+
+    async def remaining(self, key: str, *, limit: int, window: float) -> int:
+        with _translated(self.where):
+            return int(await self._remaining(keys=[self.keys.window(key)], args=[limit, max(1, int(window * 1000))]))
+
+    async def reset(self, key: str) -> None:
+        with _translated(self.where):
+            await self.client.delete(self.keys.window(key))
+
+
+class RedisAuthMetrics(_Part):
+    async def record(self, server: str, event: AuthEvent, *, at: float | None = None) -> None:
+        key = self.keys.auth(server)
+        with _translated(self.where):
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.sadd(self.keys.auth_servers(), server)
+                pipe.hincrby(key, _COUNTERS[event], 1)
+                if event in _TIMESTAMPS:
+                    pipe.hset(key, _TIMESTAMPS[event], repr(time.time() if at is None else at))
+                await pipe.execute()
+
+    async def server(self, server: str) -> AuthServerMetrics | None:
+        with _translated(self.where):
+            data = await self.client.hgetall(self.keys.auth(server))
+        return _metrics(server, data) if data else None
+
+    async def all(self) -> list[AuthServerMetrics]:
+        with _translated(self.where):
+            names = sorted(n.decode() for n in await self.client.smembers(self.keys.auth_servers()))
+        found = [await self.server(name) for name in names]
+        return [m for m in found if m is not None]
+
+
+def _metrics(server: str, data: dict[bytes, bytes]) -> AuthServerMetrics:
+    fields: dict[str, float | int] = {}
+    for raw_key, raw_value in data.items():
+        name = raw_key.decode()
+        fields[name] = float(raw_value) if name.startswith("last_") else int(raw_value)
+    return AuthServerMetrics(server_name=server, **fields)  # type: ignore[arg-type]
+
+
+class RedisEventBus(_Part):
+    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
+        super().__init__(client, keys, where)
+        self._publish = client.register_script(_PUBLISH)
+
+    async def publish(self, event: ToolUpdateEvent) -> ToolUpdateEvent:
+        body = encode_event(msgspec.structs.replace(event, version=0))  # version 0 is omitted
+        with _translated(self.where):
+            published = await self._publish(keys=[self.keys.version()], args=[self.keys.events(), body])
+        return decode_event(published)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[ToolUpdateEvent]]:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        with _translated(self.where):
+            await pubsub.subscribe(self.keys.events())
+
+        async def events() -> AsyncIterator[ToolUpdateEvent]:
+            while True:
+                with _translated(self.where):
+                    message = await pubsub.get_message(timeout=30.0)
+                if message is not None and message["type"] == "message":
+                    yield decode_event(message["data"])
+
+        try:
+            yield events()
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+    async def version(self) -> int:
+        with _translated(self.where):
+            value = await self.client.get(self.keys.version())
+        return int(value) if value is not None else 0
+
+
+class RedisStores:
+    kind = "redis"
+
+    def __init__(self, client: aioredis.Redis, *, namespace: str, where: str) -> None:
+        self.client = client
+        keys = _Keys(namespace)
+        self.capabilities = RedisCapabilityStore(client, keys, where)
+        self.sessions = RedisSessionStore(client, keys, where)
+        self.blocks = RedisBlockStore(client, keys, where)
+        self.rate_limiter = RedisRateLimiter(client, keys, where)
+        self.auth_metrics = RedisAuthMetrics(client, keys, where)
+        self.events = RedisEventBus(client, keys, where)
+        self.where = where
+
+    async def ping(self) -> None:
+        with _translated(self.where):
+            await self.client.ping()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def open_redis_stores(url: str, *, namespace: str = "mcpagg", connect_timeout: float = 5.0) -> RedisStores:
+    """Connect (one pool for the process) and check the server answers."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+    client = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=connect_timeout,
+        health_check_interval=15,
+        max_connections=256,
+    )
+    stores = RedisStores(client, namespace=namespace, where=where)
+    try:
+        await asyncio.wait_for(stores.ping(), connect_timeout)
+    except (StoreUnavailable, TimeoutError) as exc:
+        await client.aclose()
+        raise StoreUnavailable(
+            f"cannot reach Redis at {where} ({exc}); start it or fix --redis-url / AGGREGATOR_REDIS_URL"
+        ) from None
+    return stores
