@@ -53,14 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--redis-url",
         default=_env("REDIS_URL"),
-        help="keep shared state in Redis (cluster mode); without it, an embedded in-memory store "
-        "[AGGREGATOR_REDIS_URL]",
-    )
-    serve.add_argument(
-        "--no-control-plane",
-        action="store_true",
-        default=_env_flag("NO_CONTROL_PLANE"),
-        help="do not supervise backends here (an aggregator-worker does) [AGGREGATOR_NO_CONTROL_PLANE]",
+        help="keep shared state in Redis (cluster mode: run aggregator-worker for the backends); "
+        "without it, an embedded in-memory store and the control plane in this process [AGGREGATOR_REDIS_URL]",
     )
     _log_flags(serve)
 

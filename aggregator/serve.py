@@ -44,7 +44,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
     settings = config.aggregator
     admin_token = os.environ.get("AGGREGATOR_ADMIN_TOKEN") or None
-    control_plane = not getattr(args, "no_control_plane", False)
+    control_plane = not args.redis_url  # a cluster's backends are supervised by aggregator-worker
     if settings.transport == "stdio":
         from aggregator.transport.stdio import serve_stdio
 

@@ -20,7 +20,7 @@ from aggregator.protocol.errors import GatewayError
 from shared.config import ServerSpec
 from shared.events import ToolUpdateEvent
 from shared.records import ServerRecord
-from shared.store.protocols import Stores
+from shared.store.protocols import FencedOut, Stores
 from worker.discovery import LISTS, discover, health_check
 from worker.retry import backoff_delay
 
@@ -102,6 +102,8 @@ class BackendSupervisor:
                 reason = exc.message
             except OSError as exc:
                 reason = f"cannot reach backend {spec.name!r}: {exc}"
+            except FencedOut:
+                raise
             except Exception as exc:
                 log.exception("supervising backend %s failed unexpectedly", spec.name)
                 reason = f"unexpected error: {exc}"
@@ -169,5 +171,7 @@ class BackendSupervisor:
                 await self.stores.events.publish(
                     ToolUpdateEvent(type="deregistered", server=server, origin=self.origin)
                 )
+        except FencedOut:
+            raise
         except Exception as exc:  # the store being away must not stop supervision
             log.warning("could not record backend %s as down: %s", server, exc)

@@ -24,6 +24,7 @@ __all__ = [
     "BlockStore",
     "CapabilityStore",
     "EventBus",
+    "FencedOut",
     "RateLimiter",
     "SessionStore",
     "StoreUnavailable",
@@ -40,6 +41,10 @@ AuthEvent = Literal[
 
 class StoreUnavailable(Exception):
     """The backing service (Redis) cannot be reached; the message names where and why."""
+
+
+class FencedOut(Exception):
+    """A write by a control plane that no longer holds the leader lock was refused."""
 
 
 class AuthServerMetrics(msgspec.Struct, kw_only=True):

@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from shared.events import ToolUpdateEvent, decode_event, encode_event
 from shared.records import ServerRecord, SessionRecord
-from shared.store.protocols import GLOBAL_SCOPE, AuthEvent, AuthServerMetrics, StoreUnavailable
+from shared.store.protocols import GLOBAL_SCOPE, AuthEvent, AuthServerMetrics, FencedOut, StoreUnavailable
 
 __all__ = ["RedisStores", "open_redis_stores"]
 
@@ -66,13 +66,28 @@ return left
 """
 
 # Publish a registry event under the next version, so version order is publish order.
-# KEYS[1] = the version counter; ARGV[1] = channel, ARGV[2] = event JSON object without version
-# Returns the event JSON as published (with "version").
+# KEYS[1] = the version counter, KEYS[2] = the leader lock (fenced writers only)
+# ARGV[1] = channel, ARGV[2] = event JSON object without version, ARGV[3] = our lock value or ""
+# Returns the event JSON as published (with "version"), or the error FENCED.
 _PUBLISH = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return redis.error_reply('FENCED the leader lock is held by another worker')
+end
 local version = redis.call('INCR', KEYS[1])
 local event = '{"version":' .. version .. ',' .. string.sub(ARGV[2], 2)
 redis.call('PUBLISH', ARGV[1], event)
 return event
+"""
+
+# Write a capability record only while holding the leader lock.
+# KEYS[1] = the leader lock, KEYS[2] = the scope's hash; ARGV[1] = our lock value,
+# ARGV[2] = server, ARGV[3] = record JSON ("" deletes). Returns 1, or the error FENCED.
+_FENCED_PUT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED the leader lock is held by another worker')
+end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[2]) else redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
+return 1
 """
 
 _COUNTERS = {
@@ -125,6 +140,10 @@ class _Keys:
 def _translated(where: str):  # type: ignore[no-untyped-def]
     try:
         yield
+    except ResponseError as exc:
+        if str(exc).startswith("FENCED"):
+            raise FencedOut(str(exc)) from exc
+        raise StoreUnavailable(f"Redis at {where} refused a command: {exc}") from exc
     except RedisError as exc:
         raise StoreUnavailable(f"Redis at {where} failed: {exc or type(exc).__name__}") from exc
     except OSError as exc:
@@ -132,15 +151,24 @@ def _translated(where: str):  # type: ignore[no-untyped-def]
 
 
 class _Part:
-    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
         self.client = client
         self.keys = keys
         self.where = where
+        self.fence = fence  # (lock key, our lock value) for a control plane's writes
 
 
 class RedisCapabilityStore(_Part):
+    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
+        super().__init__(client, keys, where, fence)
+        self._fenced_put = client.register_script(_FENCED_PUT)
+
     async def put(self, record: ServerRecord, *, scope: str = GLOBAL_SCOPE, ttl: float | None = None) -> None:
         key = self.keys.capabilities(scope)
+        if self.fence is not None and scope == GLOBAL_SCOPE:
+            with _translated(self.where):
+                await self._fenced_put(keys=[self.fence[0], key], args=[self.fence[1], record.server, _encode(record)])
+            return
         with _translated(self.where):
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.hset(key, record.server, _encode(record))
@@ -159,8 +187,12 @@ class RedisCapabilityStore(_Part):
         return [_record_decoder.decode(data[name]) for name in sorted(data)]
 
     async def delete(self, server: str, *, scope: str = GLOBAL_SCOPE) -> None:
+        key = self.keys.capabilities(scope)
         with _translated(self.where):
-            await self.client.hdel(self.keys.capabilities(scope), server)
+            if self.fence is not None and scope == GLOBAL_SCOPE:
+                await self._fenced_put(keys=[self.fence[0], key], args=[self.fence[1], server, ""])
+            else:
+                await self.client.hdel(key, server)
 
 
 class RedisSessionStore(_Part):
@@ -250,14 +282,15 @@ def _metrics(server: str, data: dict[bytes, bytes]) -> AuthServerMetrics:
 
 
 class RedisEventBus(_Part):
-    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
-        super().__init__(client, keys, where)
+    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
+        super().__init__(client, keys, where, fence)
         self._publish = client.register_script(_PUBLISH)
 
     async def publish(self, event: ToolUpdateEvent) -> ToolUpdateEvent:
         body = encode_event(msgspec.structs.replace(event, version=0))  # version 0 is omitted
         with _translated(self.where):
-            published = await self._publish(keys=[self.keys.version()], args=[self.keys.events(), body])
+            lock, value = self.fence or (self.keys.version(), "")
+            published = await self._publish(keys=[self.keys.version(), lock], args=[self.keys.events(), body, value])
         return decode_event(published)
 
     @contextlib.asynccontextmanager
@@ -288,23 +321,32 @@ class RedisEventBus(_Part):
 class RedisStores:
     kind = "redis"
 
-    def __init__(self, client: aioredis.Redis, *, namespace: str, where: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, namespace: str, where: str, fence: tuple[str, str] | None = None
+    ) -> None:
         self.client = client
+        self.namespace = namespace
         keys = _Keys(namespace)
-        self.capabilities = RedisCapabilityStore(client, keys, where)
+        self.capabilities = RedisCapabilityStore(client, keys, where, fence)
         self.sessions = RedisSessionStore(client, keys, where)
         self.blocks = RedisBlockStore(client, keys, where)
         self.rate_limiter = RedisRateLimiter(client, keys, where)
         self.auth_metrics = RedisAuthMetrics(client, keys, where)
-        self.events = RedisEventBus(client, keys, where)
+        self.events = RedisEventBus(client, keys, where, fence)
         self.where = where
+        self._owns_client = fence is None
+
+    def fenced(self, lock_key: str, lock_value: str) -> RedisStores:
+        """The same stores on the same pool, whose control-plane writes need the leader lock."""
+        return RedisStores(self.client, namespace=self.namespace, where=self.where, fence=(lock_key, lock_value))
 
     async def ping(self) -> None:
         with _translated(self.where):
             await self.client.ping()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()
 
 
 async def open_redis_stores(url: str, *, namespace: str = "mcpagg", connect_timeout: float = 5.0) -> RedisStores:
