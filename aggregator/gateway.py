@@ -18,10 +18,11 @@ from typing import Any
 import msgspec
 
 from aggregator.backends.base import BackendConnection
+from aggregator.cluster import LinkMessage, ReplicaLink
 from aggregator.mrtr import InputBroker
 from aggregator.notify import NotificationHub
 from aggregator.pool import SessionConnectionPool
-from aggregator.protocol.jsonrpc import Params, RequestId
+from aggregator.protocol.jsonrpc import Message, Params, RequestId, decode_message, encode
 from aggregator.protocol.sessions import SessionManager
 from aggregator.registry import ServerRegistry
 from aggregator.router import Router
@@ -64,6 +65,7 @@ class Gateway:
             config, self.registry, self.pool, self.sessions, self.hub, self.telemetry, self.broker
         )
         self.router = Router(self.server)
+        self.server.on_subscriptions = self.session_subscriptions
         self.sync = RegistrySync(self.registry, stores)
         self.supervisor = (
             BackendSupervisor(
@@ -78,18 +80,26 @@ class Gateway:
         )
         self.client_requests: dict[tuple[str, RequestId], asyncio.Future[Any]] = {}
         self.inflight: dict[tuple[str, RequestId], asyncio.Task[Any]] = {}
-        self.request_ids = itertools.count(1)
+        self.link = ReplicaLink(stores.messages)
+        self.link.on("answer", self._answer_arrived)
+        self.link.on("session", self._session_message)
+        self.link.on("resource", self._resource_message)
+        self.link.on("subscriptions", self._subscriptions_message)
+        self.link.on("session_ended", self._session_ended)
+        self._request_counter = itertools.count(1)
         self.closing = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.telemetry.watch_backends(self._backend_states)
 
     async def start(self) -> None:
         """Start syncing (and, embedded, supervising); wait until the first backends answered."""
         self._tasks.append(asyncio.create_task(self.sync.run(), name="registry-sync"))
+        self._tasks.append(asyncio.create_task(self.link.run(), name="replica-link"))
         if self.supervisor is not None:
             self._tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.sync.ready.wait(), _READY_WAIT)
+            await asyncio.wait_for(asyncio.gather(self.sync.ready.wait(), self.link.connected.wait()), _READY_WAIT)
         if self.supervisor is not None:
             await self._settle()
 
@@ -116,20 +126,90 @@ class Gateway:
         await self.pool.drain_all()
         self.telemetry.shutdown()
 
+    # -- reaching clients wherever their stream is ----------------------------------------------
+
+    def next_request_id(self) -> str:
+        """An id for a request to a client; it names this replica so the answer finds its way back."""
+        return f"gw-{self.link.tag}-{next(self._request_counter)}"
+
+    async def client_answered(self, session_id: str, message: Message) -> None:
+        """A client's answer to one of our requests arrived here; resolve it here or where it was asked."""
+        if (session_id, message.id) in self.client_requests or self.link.mine(message.id):
+            self.resolve_answer(session_id, message)
+            return
+        await self.link.send(message.id, LinkMessage(kind="answer", session=session_id, body=encode(message)))
+
+    async def notify_session(self, session_id: str, data: bytes) -> None:
+        """Put a message on a 2025-11-25 session's GET stream, on whichever replica holds it."""
+        listener = self.hub.session_listener(session_id)
+        if listener is not None:
+            listener.push(data)
+        else:
+            await self.link.broadcast(LinkMessage(kind="session", session=session_id, body=data))
+
+    async def session_subscriptions(self, session_id: str, uris: set[str]) -> None:
+        self.hub.session_uris[session_id] = set(uris)
+        await self.link.broadcast(LinkMessage(kind="subscriptions", session=session_id, uris=sorted(uris)))
+
+    async def end_session(self, session_id: str) -> bool:
+        existed = await self.sessions.delete(session_id)
+        await self.link.broadcast(LinkMessage(kind="session_ended", session=session_id))
+        return existed
+
+    def resolve_answer(self, session_id: str, message: Message) -> None:
+        future = self.client_requests.get((session_id, message.id))  # type: ignore[arg-type]
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _answer_arrived(self, message: LinkMessage) -> None:
+        decoded = decode_message(message.body)
+        assert isinstance(decoded, Message) and message.session is not None
+        self.resolve_answer(message.session, decoded)
+
+    def _session_message(self, message: LinkMessage) -> None:
+        listener = self.hub.session_listener(message.session or "")
+        if listener is not None:
+            listener.push(message.body)
+
+    def _resource_message(self, message: LinkMessage) -> None:
+        for uri in message.uris:
+            self.hub.resource_updated(uri)
+
+    def _subscriptions_message(self, message: LinkMessage) -> None:
+        listener = self.hub.session_listener(message.session or "")
+        if listener is not None:
+            listener.uris.clear()
+            listener.uris.update(message.uris)
+
+    def _session_ended(self, message: LinkMessage) -> None:
+        session_id = message.session or ""
+        self.sessions.forget(session_id)
+        self.hub.session_uris.pop(session_id, None)
+        listener = self.hub.session_listener(session_id)
+        if listener is not None:
+            self.hub.remove(listener)
+
+    # -- backends -------------------------------------------------------------------------------
+
     def _backend_notification(self, conn: BackendConnection, method: str, params: Params) -> None:
         if method.endswith("/list_changed"):
             if self.supervisor is not None:
                 self.supervisor.list_changed(conn.server, method)
         elif method == "notifications/resources/updated" and "uri" in params:
-            original = msgspec.json.decode(params["uri"])
-            for exposed, route in self.registry.catalog.resource_routes.items():
-                if route.server == conn.server and route.original == original:
-                    self.hub.resource_updated(exposed)
-                    return
-            for template in self.registry.catalog.template_routes:
-                if template.server == conn.server and template.pattern.fullmatch(template.strip + original):
-                    self.hub.resource_updated(template.strip + original)
-                    return
+            exposed = self._exposed_uri(conn.server, msgspec.json.decode(params["uri"]))
+            if exposed is not None:
+                task = asyncio.ensure_future(self.link.broadcast(LinkMessage(kind="resource", uris=[exposed])))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    def _exposed_uri(self, server: str, original: str) -> str | None:
+        for exposed, route in self.registry.catalog.resource_routes.items():
+            if route.server == server and route.original == original:
+                return exposed
+        for template in self.registry.catalog.template_routes:
+            if template.server == server and template.pattern.fullmatch(template.strip + original):
+                return template.strip + original
+        return None
 
     def _backend_lost(self, server: str, reason: str) -> None:
         if self.supervisor is not None:
@@ -144,12 +224,17 @@ class Gateway:
         ]
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Whether this replica can serve, and why not: store reachable, each backend's state."""
-        store_ok, store_error = True, None
+        """Whether this replica can serve, and its state: store, registry, each backend.
+
+        A replica that lost its store keeps serving what it knows and reports `degraded`
+        (still ready: taking every replica out of rotation would turn a store outage into a
+        full one). It is not ready before its first registry load.
+        """
+        store_error = None
         try:
             await asyncio.wait_for(self.stores.ping(), 2.0)
         except Exception as exc:
-            store_ok, store_error = False, str(exc) or type(exc).__name__
+            store_error = str(exc) or type(exc).__name__
         backends = {}
         for spec in self.config.mcp_servers:
             record = self.registry.catalog.servers.get(spec.name)
@@ -161,12 +246,21 @@ class Gateway:
                     entry["protocol"] = record.protocol_version
                 entry["tools"] = len(record.tools)
             backends[spec.name] = entry
-        status = "ok" if store_ok and self.sync.last_error is None else "degraded"
-        body = {
-            "status": status,
+        reasons = [
+            r
+            for r in (
+                store_error and f"store: {store_error}",
+                self.sync.last_error and f"registry sync: {self.sync.last_error}",
+            )
+            if r
+        ]
+        body: dict[str, Any] = {
+            "status": "degraded" if reasons else "ok",
             "replica": self.replica_id,
-            "store": {"kind": self.stores.kind, "ok": store_ok, **({"error": store_error} if store_error else {})},
+            "store": {"kind": self.stores.kind, "ok": store_error is None},
             "registry": {"version": self.sync.version, "tools": len(self.registry.catalog.tools)},
             "backends": backends,
         }
-        return store_ok, body
+        if reasons:
+            body["reasons"] = reasons
+        return self.sync.ready.is_set(), body

@@ -11,6 +11,7 @@ from aggregator.context import CallContext
 from aggregator.protocol.errors import GatewayError, InternalError, MethodNotFound
 from aggregator.protocol.jsonrpc import Params, ResultResponse, encode, error_response
 from aggregator.server import AggregatorServer, method_table
+from shared.store.protocols import StoreUnavailable
 
 __all__ = ["Handler", "Router"]
 
@@ -38,6 +39,10 @@ class Router:
             return encode(ResultResponse(id=ctx.request_id, result=result)), None
         except GatewayError as exc:
             return error_response(ctx.request_id, exc), exc.code
+        except StoreUnavailable as exc:
+            log.warning("%s failed: shared state unavailable: %s", ctx.method, exc)
+            error = InternalError(f"{ctx.method} needs shared state that is unavailable right now ({exc}); retry")
+            return error_response(ctx.request_id, error), error.code
         except Exception as exc:
             log.exception("handling %s failed", ctx.method)
             error = InternalError(f"Internal error while handling {ctx.method}: {type(exc).__name__}")

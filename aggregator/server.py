@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -72,6 +73,7 @@ class AggregatorServer:
         self.telemetry = telemetry
         self.broker = broker or InputBroker()
         self._list_cache: dict[tuple[int, str, str | None, bool], Raw] = {}
+        self.on_subscriptions: Callable[[str, set[str]], Awaitable[None]] = _nothing
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -202,7 +204,7 @@ class AggregatorServer:
         assert uri is not None
         await self.watch(uri)
         if ctx.session is not None:
-            self.hub.session_uris.setdefault(ctx.session.id, set()).add(uri)
+            await self._set_subscriptions(ctx, self.hub.session_uris.get(ctx.session.id, set()) | {uri})
         return raw({})
 
     async def watch(self, uri: str) -> None:
@@ -213,8 +215,14 @@ class AggregatorServer:
         uri = param_str(params, "uri")
         assert uri is not None
         if ctx.session is not None:
-            self.hub.session_uris.get(ctx.session.id, set()).discard(uri)
+            await self._set_subscriptions(ctx, self.hub.session_uris.get(ctx.session.id, set()) - {uri})
         return raw({})
+
+    async def _set_subscriptions(self, ctx: CallContext, uris: set[str]) -> None:
+        """Remember a session's subscriptions and tell the replica holding its stream."""
+        assert ctx.session is not None
+        await self.sessions.update(msgspec.structs.replace(ctx.session, subscriptions=sorted(uris)))
+        await self.on_subscriptions(ctx.session.id, uris)
 
     async def _backend_subscribe(self, route: ItemRoute, *, subscribe: bool) -> None:
         conn = await self.pool.get(route.server)
@@ -272,6 +280,10 @@ class AggregatorServer:
         if ctx.modern and not conn.modern:
             return _stamp(reply.result, method == "resources/read")
         return reply.result
+
+
+async def _nothing(session_id: str, uris: set[str]) -> None:
+    return None
 
 
 def _backend_error(conn: BackendConnection, reply: Message) -> GatewayError:

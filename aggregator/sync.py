@@ -18,7 +18,7 @@ __all__ = ["RegistrySync"]
 
 log = logging.getLogger("aggregator.sync")
 
-_RETRY = 1.0
+_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class RegistrySync:
@@ -30,19 +30,29 @@ class RegistrySync:
         self.last_error: str | None = None
 
     async def run(self) -> None:
-        """Follow the event bus until cancelled; reconnect and reload after failures."""
+        """Follow the event bus until cancelled; reconnect with backoff and reload after failures."""
+        failures = 0
         while True:
             try:
                 async with self.stores.events.subscribe() as events:
                     await self.reload()
+                    if failures:
+                        log.info("registry sync is back after %d failed attempts; state reloaded", failures)
+                    failures = 0
                     async for event in events:
                         await self.apply(event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.last_error = str(exc) or type(exc).__name__
-                log.warning("registry sync lost the event stream (%s); reloading in %.0fs", self.last_error, _RETRY)
-                await asyncio.sleep(_RETRY)
+                delay = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
+                failures += 1
+                log.warning(
+                    "registry sync lost the store (%s); serving the last known registry, retrying in %.1fs",
+                    self.last_error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
     async def reload(self) -> None:
         """Replace the registry's view with the stores' snapshot."""

@@ -42,4 +42,5 @@ class SessionRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     client_info: dict[str, Any] = {}
     subject: str | None = None
     log_level: str | None = None
+    subscriptions: list[str] = []
     created_at: float = 0.0

@@ -17,7 +17,7 @@ from aggregator.protocol import versions as v
 from aggregator.protocol.errors import InvalidParams
 from aggregator.protocol.jsonrpc import Params, decode_params
 from shared.records import SessionRecord
-from shared.store.protocols import SessionStore
+from shared.store.protocols import SessionStore, StoreUnavailable
 
 __all__ = ["SessionManager", "negotiate_version"]
 
@@ -62,7 +62,10 @@ class SessionManager:
         if cached is not None and now - cached[1] < self.touch_interval:
             return cached[0]
         if cached is not None:
-            alive = await self.store.touch(session_id, ttl=self.idle_timeout)
+            try:
+                alive = await self.store.touch(session_id, ttl=self.idle_timeout)
+            except StoreUnavailable:
+                return cached[0]  # degraded: keep serving a session this replica already knows
             record = cached[0] if alive else None
         else:
             record = await self.store.get(session_id)

@@ -18,6 +18,7 @@ from msgspec import UNSET, Raw
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from aggregator.cluster import LinkMessage
 from aggregator.context import CallContext
 from aggregator.gateway import Gateway
 from aggregator.notify import Listener
@@ -55,7 +56,7 @@ class _SseChannel:
         self.listener.push(encode(Notification(method=method, params=params)))
 
     async def request(self, method: str, params: Raw) -> Raw:
-        request_id = f"gw-{next(self.gateway.request_ids)}"
+        request_id = self.gateway.next_request_id()
         key = (self.session_id, request_id)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.gateway.client_requests[key] = future
@@ -77,9 +78,10 @@ class LegacySseEndpoints:
         self.gateway = gateway
         self.limit = gateway.settings.max_body_bytes
         self._streams: dict[str, Listener] = {}
+        gateway.link.on("sse", self._forwarded)
 
     async def stream(self, request: Request) -> Response:
-        session_id = secrets.token_urlsafe(24)
+        session_id = f"{self.gateway.link.tag}.{secrets.token_urlsafe(24)}"  # names this replica
         hub = self.gateway.hub
         listener = Listener(
             kinds={"tools", "prompts", "resources"},
@@ -115,9 +117,6 @@ class LegacySseEndpoints:
 
     async def message(self, request: Request) -> Response:
         session_id = request.query_params.get("session_id", "")
-        listener = self._streams.get(session_id)
-        if listener is None:
-            return _error(404, "Unknown session_id: open GET /sse first and POST to the endpoint it names")
         body = await request.body()
         if len(body) > self.limit:
             return _error(413, f"Request body larger than {self.limit} bytes (aggregator.maxBodyBytes)")
@@ -126,11 +125,27 @@ class LegacySseEndpoints:
             assert isinstance(message, Message)
         except GatewayError as exc:
             return Response(error_response(None, exc), status_code=400, media_type="application/json")
+        if session_id not in self._streams:
+            if self.gateway.link.mine(session_id):
+                return _error(404, "Unknown session_id: open GET /sse first and POST to the endpoint it names")
+            # The stream is held by another replica: hand the message over to it.
+            await self.gateway.link.send(session_id, LinkMessage(kind="sse", session=session_id, body=body))
+            return Response(status_code=202)
+        self._receive(session_id, message)
+        return Response(status_code=202)
+
+    def _forwarded(self, link_message: LinkMessage) -> None:
+        session_id = link_message.session or ""
+        if session_id in self._streams:
+            message = decode_message(link_message.body)
+            assert isinstance(message, Message)
+            self._receive(session_id, message)
+
+    def _receive(self, session_id: str, message: Message) -> None:
+        listener = self._streams[session_id]
         kind = message.kind
         if kind == "response":
-            future = self.gateway.client_requests.get((session_id, message.id))  # type: ignore[arg-type]
-            if future is not None and not future.done():
-                future.set_result(message)
+            self.gateway._resolve(session_id, message)
         elif kind == "notification":
             if message.method == "notifications/cancelled":
                 self._cancel(session_id, message)
@@ -139,7 +154,6 @@ class LegacySseEndpoints:
             key = (session_id, message.id)
             self.gateway.inflight[key] = task  # type: ignore[index]
             task.add_done_callback(lambda _t: self.gateway.inflight.pop(key, None))  # type: ignore[arg-type]
-        return Response(status_code=202)
 
     async def _handle(self, session_id: str, listener: Listener, message: Message) -> None:
         assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET

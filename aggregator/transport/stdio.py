@@ -73,7 +73,7 @@ class StdioServer:
         self.write(encode(Notification(method=method, params=params)))
 
     async def request(self, method: str, params: Raw) -> Raw:
-        request_id = f"gw-{next(self.gateway.request_ids)}"
+        request_id = self.gateway.next_request_id()
         key = (_SESSION, request_id)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.gateway.client_requests[key] = future

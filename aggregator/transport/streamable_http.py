@@ -26,6 +26,7 @@ from aggregator.protocol import versions as v
 from aggregator.protocol.errors import (
     GatewayError,
     HeaderMismatch,
+    InternalError,
     InvalidParams,
     InvalidRequest,
     MissingClientCapability,
@@ -55,6 +56,7 @@ from aggregator.transport.http_common import (
     sse_event,
     start_sse,
 )
+from shared.store.protocols import StoreUnavailable
 
 __all__ = ["PostChannel", "StreamableHttpEndpoint"]
 
@@ -83,14 +85,18 @@ class PostChannel:
         return self._writer is not None
 
     async def notify(self, method: str, params: Raw) -> None:
-        self._enqueue(encode(Notification(method=method, params=params)))
+        data = encode(Notification(method=method, params=params))
+        if not self.sse and self.session_id is not None:
+            await self.gateway.notify_session(self.session_id, data)  # JSON-only POST: the GET stream
+            return
+        self._enqueue(data)
 
     async def request(self, method: str, params: Raw) -> Raw:
         if not self.sse or self.session_id is None:
             raise MissingClientCapability(
                 f"the client accepts no event stream on this request, so {method} cannot reach it"
             )
-        request_id = f"gw-{next(self.gateway.request_ids)}"
+        request_id = self.gateway.next_request_id()
         key = (self.session_id, request_id)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.gateway.client_requests[key] = future
@@ -164,6 +170,11 @@ class StreamableHttpEndpoint:
                 )
         except ClientGone:
             return
+        except StoreUnavailable as exc:
+            log.warning("%s %s: shared state unavailable: %s", method, scope["path"], exc)
+            await send_error(
+                send, InternalError(f"Session state is unavailable right now ({exc}); retry shortly"), status=503
+            )
 
     # -- POST ---------------------------------------------------------------------------------
 
@@ -325,7 +336,7 @@ class StreamableHttpEndpoint:
         kind = message.kind
         if kind != "request":
             if kind == "response":
-                self._client_answered(session_id, message)
+                await self.gateway.client_answered(session_id, message)
             elif message.method == "notifications/cancelled":
                 self._cancel(session_id, message)
             await send({"type": "http.response.start", "status": 202, "headers": []})
@@ -362,11 +373,6 @@ class StreamableHttpEndpoint:
                 await send_bytes(send, 202, b"")
         finally:
             self.gateway.inflight.pop(key, None)
-
-    def _client_answered(self, session_id: str, message: Message) -> None:
-        future = self.gateway.client_requests.get((session_id, message.id))  # type: ignore[arg-type]
-        if future is not None and not future.done():
-            future.set_result(message)
 
     def _cancel(self, session_id: str, message: Message) -> None:
         try:
@@ -426,13 +432,15 @@ class StreamableHttpEndpoint:
         if "text/event-stream" not in headers.get("accept", "") and "*/*" not in headers.get("accept", ""):
             await send_error(send, InvalidRequest("GET must Accept text/event-stream"), status=406)
             return
-        if await self.gateway.sessions.get(session_id) is None:
+        session = await self.gateway.sessions.get(session_id)
+        if session is None:
             await send_error(send, InvalidRequest("Session not found; send initialize again"), status=404)
             return
         previous = self.gateway.hub.session_listener(session_id)
         if previous is not None:
             self.gateway.hub.remove(previous)  # one stream per session: a message goes to exactly one
         uris = self.gateway.hub.session_uris.setdefault(session_id, set())
+        uris.update(session.subscriptions)
         listener = Listener(kinds={"tools", "prompts", "resources"}, uris=uris, session_id=session_id)
         await self._stream(receive, send, listener, extra=[(_SESSION_HEADER, session_id.encode())])
 
@@ -472,13 +480,9 @@ class StreamableHttpEndpoint:
         if session_id is None:
             await send_error(send, InvalidRequest("DELETE needs Mcp-Session-Id"), status=400)
             return
-        if not await self.gateway.sessions.delete(session_id):
+        if not await self.gateway.end_session(session_id):
             await send_error(send, InvalidRequest("Session not found"), status=404)
             return
-        listener = self.gateway.hub.session_listener(session_id)
-        if listener is not None:
-            self.gateway.hub.remove(listener)
-        self.gateway.hub.session_uris.pop(session_id, None)
         await send_bytes(send, 200, b"")
 
 

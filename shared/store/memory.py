@@ -19,6 +19,7 @@ __all__ = [
     "MemoryBlockStore",
     "MemoryCapabilityStore",
     "MemoryEventBus",
+    "MemoryMessageBus",
     "MemoryRateLimiter",
     "MemorySessionStore",
     "MemoryStores",
@@ -203,6 +204,35 @@ class MemoryEventBus:
         return self._version
 
 
+class MemoryMessageBus:
+    """In-process delivery: one replica, so every channel is local."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, list[asyncio.Queue[tuple[str, bytes]]]] = {}
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        for queue in self._queues.get(channel, []):
+            queue.put_nowait((channel, payload))
+
+    @asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[AsyncIterator[tuple[str, bytes]]]:
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        for channel in channels:
+            self._queues.setdefault(channel, []).append(queue)
+
+        async def messages() -> AsyncIterator[tuple[str, bytes]]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield messages()
+        finally:
+            for channel in channels:
+                self._queues[channel].remove(queue)
+                if not self._queues[channel]:
+                    del self._queues[channel]
+
+
 class MemoryStores:
     kind = "memory"
 
@@ -213,6 +243,7 @@ class MemoryStores:
         self.rate_limiter = MemoryRateLimiter(clock)
         self.auth_metrics = MemoryAuthMetrics()
         self.events = MemoryEventBus()
+        self.messages = MemoryMessageBus()
 
     async def ping(self) -> None:
         return None

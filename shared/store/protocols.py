@@ -25,6 +25,7 @@ __all__ = [
     "CapabilityStore",
     "EventBus",
     "FencedOut",
+    "MessageBus",
     "RateLimiter",
     "SessionStore",
     "StoreUnavailable",
@@ -140,6 +141,19 @@ class EventBus(Protocol):
     async def version(self) -> int: ...
 
 
+class MessageBus(Protocol):
+    """Fire-and-forget messages between replicas (no history, no ordering across channels).
+
+    Carries what must reach the replica holding a client's stream: a client's answer that
+    arrived elsewhere, a legacy SSE POST, a session notification, a resource update.
+    `subscribe` yields (channel, payload) for messages published after it was entered.
+    """
+
+    async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, bytes]]]: ...
+
+
 class Stores(Protocol):
     """Every store one process uses, opened and closed together."""
 
@@ -150,6 +164,7 @@ class Stores(Protocol):
     rate_limiter: RateLimiter
     auth_metrics: AuthMetricsStore
     events: EventBus
+    messages: MessageBus
 
     async def ping(self) -> None:
         """Raise if the backing service cannot be reached."""

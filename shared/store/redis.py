@@ -10,6 +10,7 @@ Key layout (all under the namespace, default `mcpagg`; see docs/architecture.md)
     {ns}:auth:servers           set   servers with auth counters
     {ns}:events:version         str   the registry event counter
     {ns}:events                 pub/sub channel of ToolUpdateEvents
+    {ns}:msg:{channel}          pub/sub channels between replicas (MessageBus)
 
 Redis errors leave this module as StoreUnavailable, naming the URL's host and the cause.
 """
@@ -134,6 +135,9 @@ class _Keys:
 
     def events(self) -> str:
         return f"{self.ns}:events"
+
+    def message(self, channel: str) -> str:
+        return f"{self.ns}:msg:{channel}"
 
 
 @contextlib.contextmanager
@@ -318,6 +322,32 @@ class RedisEventBus(_Part):
         return int(value) if value is not None else 0
 
 
+class RedisMessageBus(_Part):
+    async def publish(self, channel: str, payload: bytes) -> None:
+        with _translated(self.where):
+            await self.client.publish(self.keys.message(channel), payload)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[AsyncIterator[tuple[str, bytes]]]:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        prefix = len(self.keys.message(""))
+        with _translated(self.where):
+            await pubsub.subscribe(*(self.keys.message(c) for c in channels))
+
+        async def messages() -> AsyncIterator[tuple[str, bytes]]:
+            while True:
+                with _translated(self.where):
+                    message = await pubsub.get_message(timeout=30.0)
+                if message is not None and message["type"] == "message":
+                    yield message["channel"].decode()[prefix:], message["data"]
+
+        try:
+            yield messages()
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+
 class RedisStores:
     kind = "redis"
 
@@ -333,6 +363,7 @@ class RedisStores:
         self.rate_limiter = RedisRateLimiter(client, keys, where)
         self.auth_metrics = RedisAuthMetrics(client, keys, where)
         self.events = RedisEventBus(client, keys, where, fence)
+        self.messages = RedisMessageBus(client, keys, where)
         self.where = where
         self._owns_client = fence is None
 

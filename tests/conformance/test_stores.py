@@ -130,3 +130,13 @@ async def test_event_bus_fans_out_to_every_subscriber(stores: Stores) -> None:
 
 async def test_ping_succeeds_on_a_live_store(stores: Stores) -> None:
     await stores.ping()
+
+
+async def test_message_bus_delivers_to_subscribers_of_that_channel_only(stores: Stores) -> None:
+    bus = stores.messages
+    async with bus.subscribe("replica:a", "broadcast") as a_inbox, bus.subscribe("replica:b") as b_inbox:
+        await bus.publish("replica:b", b"for b")
+        await bus.publish("broadcast", b"for all")
+        await bus.publish("nobody", b"dropped")
+        assert await asyncio.wait_for(anext(b_inbox), 5) == ("replica:b", b"for b")
+        assert await asyncio.wait_for(anext(a_inbox), 5) == ("broadcast", b"for all")
