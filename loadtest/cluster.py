@@ -1,0 +1,295 @@
+"""A local cluster on loopback: Redis, workers, aggregator replicas and haproxy in front.
+
+    python -m loadtest.cluster -c examples/config.yaml [--replicas 2] [--workers 1] [--port 8080]
+
+starts everything, prints the load-balanced MCP URL and stops it all on Ctrl-C. The test
+suite and the benchmarks use the same `LocalCluster` class. Needs `redis-server` and `haproxy`
+on PATH (Debian packages of those names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+__all__ = ["LocalCluster", "Process"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+_HAPROXY = """\
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 600s
+  timeout server 600s
+  timeout http-keep-alive 30s
+  option redispatch
+  retries 3
+  retry-on conn-failure empty-response response-timeout
+frontend mcp
+  bind 127.0.0.1:{port}
+  default_backend replicas
+backend replicas
+  balance {balance}
+  option httpchk GET /readyz
+  http-check expect status 200
+{servers}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+
+@dataclass
+class LocalCluster:
+    config: dict
+    replicas: int = 2
+    workers: int = 1
+    balance: str = "roundrobin"
+    port: int = 0
+    lock_ttl: float = 3.0
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cluster-")))
+    log_level: str = "info"
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port()
+        self.redis_port = free_port()
+        self.replica_ports = [free_port() for _ in range(self.replicas)]
+        self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.config_path = self.workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    # -- addresses ----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The load-balanced MCP endpoint."""
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def replica_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.replica_ports[index]}"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        for tool in ("redis-server", "haproxy"):
+            if shutil.which(tool) is None:
+                raise RuntimeError(f"{tool} is not installed; run `apt-get install -y {tool}`")
+        self._start_redis()
+        for index in range(self.workers):
+            self._add(
+                f"worker-{index}",
+                [
+                    str(BIN / "aggregator-worker"),
+                    "-c",
+                    str(self.config_path),
+                    "--redis-url",
+                    self.redis_url,
+                    "--lock-ttl",
+                    str(self.lock_ttl),
+                    "--log-level",
+                    self.log_level,
+                ],
+            )
+        for index in range(self.replicas):
+            self.start_replica(index)
+        self._start_haproxy()
+        self.wait_ready(timeout)
+
+    def _add(self, name: str, argv: list[str]) -> Process:
+        process = Process(name, argv, self.workdir / f"{name}.log", self.env)
+        process.start()
+        self.processes[name] = process
+        return process
+
+    def _start_redis(self) -> None:
+        self._add(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+        )
+        self._wait(lambda: _connects(self.redis_port), "redis-server accepting connections", self.processes["redis"])
+
+    def start_replica(self, index: int) -> Process:
+        return self._add(
+            f"replica-{index}",
+            [
+                str(BIN / "aggregator"),
+                "serve",
+                "-c",
+                str(self.config_path),
+                "--port",
+                str(self.replica_ports[index]),
+                "--redis-url",
+                self.redis_url,
+                "--log-level",
+                self.log_level,
+            ],
+        )
+
+    def _start_haproxy(self) -> None:
+        servers = "\n".join(
+            f"  server r{i} 127.0.0.1:{port} check inter 500 fall 2 rise 1" for i, port in enumerate(self.replica_ports)
+        )
+        balance = "hdr(Mcp-Session-Id)" if self.balance == "session" else self.balance
+        config = self.workdir / "haproxy.cfg"
+        config.write_text(_HAPROXY.format(port=self.port, balance=balance, servers=servers))
+        self._add("haproxy", ["haproxy", "-f", str(config), "-db"])
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        names = {spec["name"] for spec in self.config.get("mcpServers", [])}
+
+        def ready() -> bool:
+            for index in range(self.replicas):
+                if not self.processes[f"replica-{index}"].alive():
+                    continue
+                body = httpx.get(f"{self.replica_url(index)}/readyz", timeout=2).json()
+                if not all(body["backends"].get(n, {}).get("state") == "up" for n in names):
+                    return False
+            return _connects(self.port)
+
+        self._wait(ready, "every replica ready with all backends up", None, timeout)
+
+    def _wait(self, check, what: str, process: Process | None, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
+                if check():
+                    return
+            if process is not None and not process.alive():
+                raise RuntimeError(f"{process.name} exited while waiting for {what}:\n{process.tail()}")
+            time.sleep(0.1)
+        logs = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.processes.values())
+        raise RuntimeError(f"timed out waiting for {what}\n{logs}")
+
+    def restart_redis(self, down_for: float = 0.0) -> None:
+        """Stop Redis (losing its data, as a crash would) and start it again on the same port."""
+        self.processes["redis"].stop(signal.SIGKILL)
+        time.sleep(down_for)
+        self._start_redis()
+
+    def stop(self) -> None:
+        order = [
+            "haproxy",
+            *[n for n in self.processes if n.startswith("replica")],
+            *[n for n in self.processes if n.startswith("worker")],
+            "redis",
+        ]
+        for name in order:
+            if name in self.processes:
+                self.processes[name].stop()
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _connects(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run Redis, workers, aggregator replicas and haproxy on loopback.")
+    parser.add_argument("-c", "--config", required=True, help="the gateway config (backends)")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--port", type=int, default=8080, help="haproxy's port (default 8080)")
+    parser.add_argument(
+        "--balance",
+        choices=("roundrobin", "session"),
+        default="session",
+        help="roundrobin, or hash on Mcp-Session-Id (default)",
+    )
+    args = parser.parse_args()
+    config = yaml.safe_load(Path(args.config).read_text())
+    cluster = LocalCluster(config, replicas=args.replicas, workers=args.workers, balance=args.balance, port=args.port)
+    print(f"starting {args.replicas} replicas, {args.workers} worker(s), redis and haproxy (logs in {cluster.workdir})")
+    with cluster:
+        print(f"ready: connect MCP clients to {cluster.url}  (Ctrl-C stops everything)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
