@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python packages; redis-server from apt if missing),
+# Install everything the tests need (Python packages; Debian tools when missing),
 # then lint and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "==> installing redis-server (Debian package) for the test suite"
+# System tools the suite drives for real: its own redis-server, haproxy as the load balancer,
+# wrk for the benchmark smoke test, kubectl (kustomize) to render the manifests.
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
+if [ -n "$missing" ]; then
+  echo "==> installing Debian packages:$missing"
   sudo_cmd=""
   if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> ruff"

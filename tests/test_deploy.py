@@ -1,0 +1,83 @@
+"""Deployment artifacts: every rendered manifest validates against the Kubernetes schemas offline."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.gateway_process import ROOT
+
+DEPLOY = ROOT / "deploy"
+KUBERNETES_VERSION = "1.30.0"
+
+
+def render(path: Path) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (with kustomize) is needed to render the manifests; ./scripts/test.sh installs it"
+    result = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/custom-metrics"])
+def test_kustomization_renders_and_every_manifest_validates(overlay: str) -> None:
+    documents = render(DEPLOY / "kubernetes" / overlay)
+    kinds = sorted(doc["kind"] for doc in documents)
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "Ingress",
+            "PodDisruptionBudget",
+            "Service",
+            "Service",
+            "StatefulSet",
+        ]
+    )
+    for doc in documents:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_pods_run_non_root_with_probes_limits_and_graceful_stop() -> None:
+    documents = render(DEPLOY / "kubernetes" / "base")
+    deployments = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "Deployment"}
+    aggregator = deployments["aggregator"]["spec"]["template"]["spec"]
+    container = aggregator["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {"requests", "limits"} <= container["resources"].keys()
+    assert aggregator["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert aggregator["terminationGracePeriodSeconds"] >= 20
+    assert deployments["aggregator-worker"]["spec"]["replicas"] == 2
+    hpa = next(doc for doc in documents if doc["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    ingress = next(doc for doc in documents if doc["kind"] == "Ingress")
+    assert "mcp_session_id" in ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/upstream-hash-by"]
+
+
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, flags=re.MULTILINE)
+    assert stages == ["build", "runtime"]
+    runtime = text.split("AS runtime", 1)[1]
+    assert re.search(r"^USER\s+10001", runtime, flags=re.MULTILINE)
+    assert "HEALTHCHECK" in runtime and "/healthz" in runtime
+    assert not re.search(r"apt-get install|gcc|build-essential", runtime)
+
+
+def test_haproxy_example_is_valid() -> None:
+    haproxy = shutil.which("haproxy")
+    assert haproxy, "haproxy is needed; ./scripts/test.sh installs it"
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(DEPLOY / "haproxy" / "haproxy.cfg")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
