@@ -55,8 +55,23 @@ class RegistrySync:
                 await asyncio.sleep(delay)
 
     async def reload(self) -> None:
-        """Replace the registry's view with the stores' snapshot."""
+        """Replace the registry's view with the stores' snapshot.
+
+        A version lower than ours means the store lost its data (a Redis restart without
+        persistence): the local registry is kept and the control plane's re-announcements,
+        which follow its re-election, fill the store again.
+        """
         version = await self.stores.events.version()
+        if version < self.version:
+            log.warning(
+                "the store was reset (event version %d, ours %d); keeping the local registry until backends "
+                "are announced again",
+                version,
+                self.version,
+            )
+            self.version = version
+            self.last_error = None
+            return
         records = await self.stores.capabilities.list()
         overrides = await self.stores.blocks.all()
         self.registry.denylist = self.registry.denylist.with_overrides(overrides)

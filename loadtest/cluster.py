@@ -105,13 +105,14 @@ class LocalCluster:
     lock_ttl: float = 3.0
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cluster-")))
     log_level: str = "info"
+    env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
         self.redis_port = free_port()
         self.replica_ports = [free_port() for _ in range(self.replicas)]
-        self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **self.env}
         self.config_path = self.workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config))
 
@@ -232,6 +233,13 @@ class LocalCluster:
             time.sleep(0.1)
         logs = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.processes.values())
         raise RuntimeError(f"timed out waiting for {what}\n{logs}")
+
+    def restart(self, name: str) -> Process:
+        """Start a stopped (or killed) process again with the same command line and log."""
+        process = self.processes[name]
+        process.stop()
+        process.start()
+        return process
 
     def restart_redis(self, down_for: float = 0.0) -> None:
         """Stop Redis (losing its data, as a crash would) and start it again on the same port."""

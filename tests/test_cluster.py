@@ -1,0 +1,174 @@
+"""A real cluster on loopback: redis-server, two replicas, two workers, haproxy round-robin.
+
+Clients are the official SDK, through the load balancer, in both protocol eras.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from mcp import Client, MCPError
+
+from loadtest.cluster import LocalCluster
+from tests.gateway_process import ROOT
+
+TOKEN = "cluster-test-token"
+CONFIG = {
+    "aggregator": {"healthCheckInterval": 2},
+    "mcpServers": [
+        {"name": "time", "type": "stdio", "command": sys.executable, "args": ["-m", "mcp_server_time"]},
+    ],
+}
+TOOL = "x_time_get_current_time"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(CONFIG, replicas=2, workers=2, lock_ttl=2.0, env={"AGGREGATOR_ADMIN_TOKEN": TOKEN}) as running:
+        yield running
+
+
+def calls_served(cluster: LocalCluster, index: int) -> int:
+    text = httpx.get(f"{cluster.replica_url(index)}/metrics", timeout=5).text
+    return int(
+        sum(float(v) for v in re.findall(r'^mcp_tool_calls_total\{[^}]*outcome="ok"[^}]*\} ([0-9.]+)', text, re.M))
+    )
+
+
+async def admin(cluster: LocalCluster, index: int, action: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5, headers={"authorization": f"Bearer {TOKEN}"}) as http:
+        return await http.post(f"{cluster.replica_url(index)}/admin/tools/{TOOL}/{action}")
+
+
+async def call_time(client: Client) -> str:
+    result = await client.call_tool(TOOL, {"timezone": "UTC"})
+    assert not result.is_error, result
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_a_2025_session_is_served_by_both_replicas(cluster: LocalCluster) -> None:
+    before = [calls_served(cluster, i) for i in range(2)]
+    async with Client(cluster.url, mode="legacy") as client:
+        assert client.protocol_version == "2025-11-25"
+        for _ in range(8):
+            assert "UTC" in await call_time(client)
+    after = [calls_served(cluster, i) for i in range(2)]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+
+
+async def test_2026_requests_are_served_by_any_replica(cluster: LocalCluster) -> None:
+    async with Client(cluster.url, mode="2026-07-28") as client:
+        tools = await client.list_tools()
+        assert TOOL in [t.name for t in tools.tools]
+        for _ in range(4):
+            await call_time(client)
+
+
+async def test_tool_block_on_one_replica_holds_on_the_other_and_notifies_its_clients(cluster: LocalCluster) -> None:
+    async with Client(f"{cluster.replica_url(1)}/mcp", mode="2026-07-28") as watcher:
+        async with watcher.listen(tools_list_changed=True) as events:
+            response = await admin(cluster, 0, "block")
+            assert response.status_code == 200
+            await asyncio.wait_for(anext(aiter(events)), 10)
+        tools = await watcher.list_tools()
+        assert TOOL not in [t.name for t in tools.tools]
+        with pytest.raises(MCPError, match="is blocked"):
+            await watcher.call_tool(TOOL, {"timezone": "UTC"})
+    assert (await admin(cluster, 1, "reset")).status_code == 200
+    async with Client(f"{cluster.replica_url(0)}/mcp", mode="2026-07-28") as client:
+        deadline = time.monotonic() + 10
+        while TOOL not in [t.name for t in (await client.list_tools()).tools]:
+            assert time.monotonic() < deadline, "unblocking did not reach replica 0"
+            await asyncio.sleep(0.1)
+
+
+async def test_killing_a_replica_mid_run_loses_no_session(cluster: LocalCluster) -> None:
+    failures = 0
+    async with Client(cluster.url, mode="legacy") as client:
+        for index in range(30):
+            if index == 10:
+                cluster.processes["replica-0"].stop(signal.SIGKILL)
+            try:
+                await call_time(client)
+            except Exception:
+                failures += 1  # only a request in flight on the dead replica may fail
+        assert failures <= 1
+        assert "UTC" in await call_time(client)
+    cluster.restart("replica-0")
+    cluster.wait_ready()
+
+
+async def test_standby_worker_takes_over_within_one_lock_ttl(cluster: LocalCluster) -> None:
+    leaders = [
+        name
+        for name, p in cluster.processes.items()
+        if name.startswith("worker") and "elected leader" in p.log.read_text()
+    ]
+    leader = cluster.processes[leaders[-1]]
+    leader.stop(signal.SIGKILL)
+    standby = next(p for n, p in cluster.processes.items() if n.startswith("worker") and p is not leader)
+    deadline = time.monotonic() + cluster.lock_ttl + 5
+    while "elected leader" not in standby.log.read_text():
+        assert time.monotonic() < deadline, standby.tail()
+        await asyncio.sleep(0.1)
+    async with Client(cluster.url, mode="2026-07-28") as client:
+        await call_time(client)
+    cluster.restart(leaders[-1])
+
+
+async def test_redis_restart_recovers_without_restarting_replicas(cluster: LocalCluster) -> None:
+    cluster.restart_redis(down_for=1.0)
+    async with Client(f"{cluster.replica_url(0)}/mcp", mode="2026-07-28") as client:
+        await call_time(client)  # served from the local registry, store or no store
+    deadline = time.monotonic() + 20
+    while True:
+        async with httpx.AsyncClient(timeout=5) as http:
+            states = [(await http.get(f"{cluster.replica_url(i)}/readyz")).json() for i in range(2)]
+        if all(s["status"] == "ok" and s["backends"]["time"]["state"] == "up" for s in states):
+            break
+        assert time.monotonic() < deadline, states
+        await asyncio.sleep(0.2)
+    async with Client(cluster.url, mode="legacy") as client:  # a new session lives in the new Redis
+        await call_time(client)
+    for index in range(2):
+        log = cluster.processes[f"replica-{index}"].log.read_text()
+        assert "registry sync" in log
+
+
+def test_locust_headless_run_against_the_cluster(cluster: LocalCluster, tmp_path) -> None:
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "locust") if (ROOT / ".venv" / "bin" / "locust").exists() else "locust",
+            "-f",
+            str(ROOT / "loadtest" / "locustfile.py"),
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "4s",
+            "--host",
+            cluster.url.removesuffix("/mcp"),
+            "--only-summary",
+            "--exit-code-on-error",
+            "1",
+            "--csv",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stats = (tmp_path / "run_stats.csv").read_text()
+    assert "2026 tools/call" in stats and "2025 tools/call" in stats
