@@ -7,7 +7,6 @@ command line wins over the environment, which wins over the config file.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 import msgspec
 
 from shared.config import Config, ConfigError, load_config
+from shared.runtime import run
 
 __all__ = ["main"]
 
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = apply_flags(config, args)
     from aggregator.serve import serve
 
-    return asyncio.run(serve(config, args)) or 0
+    return run(serve(config, args)) or 0
 
 
 def _check(config: Config) -> int:

@@ -35,7 +35,13 @@ class Telemetry:
         reader = PrometheusMetricReader(registry=self.registry, scope_info_enabled=False)
         self.provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": service}))
         meter = self.provider.get_meter("aggregator")
-        self._calls = meter.create_counter("mcp.tool_calls", description="Tool calls by tool, server and outcome")
+        # Counted in a plain dict and read by OpenTelemetry at collection time: a dict increment
+        # is what a call costs, instead of a synchronous instrument's attribute hashing.
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
+        meter.create_observable_counter(
+            "mcp.tool_calls", callbacks=[self._observe_calls], description="Tool calls by tool, server and outcome"
+        )
         self._duration = meter.create_histogram(
             "mcp.tool_call.duration",
             unit="s",
@@ -48,13 +54,20 @@ class Telemetry:
         )
 
     def tool_call(self, tool: str, server: str, outcome: str, duration: float) -> None:
-        attributes = {"tool": tool, "server": server, "outcome": outcome}
-        self._calls.add(1, attributes)
+        key = (tool, server, outcome)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = self._attributes[key] = {"tool": tool, "server": server, "outcome": outcome}
+        self._counts[key] = self._counts.get(key, 0) + 1
         self._duration.record(duration, attributes)
-        CALL_LOG.info(
-            "tool call",
-            extra={"tool": tool, "server": server, "outcome": outcome, "duration_s": round(duration, 6)},
-        )
+        if CALL_LOG.isEnabledFor(logging.INFO):
+            CALL_LOG.info(
+                "tool call",
+                extra={"tool": tool, "server": server, "outcome": outcome, "duration_s": round(duration, 6)},
+            )
+
+    def _observe_calls(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, self._attributes[key]) for key, count in list(self._counts.items())]
 
     def watch_backends(self, states: Callable[[], Iterable[tuple[str, bool]]]) -> None:
         self._backend_states = states

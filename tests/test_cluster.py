@@ -91,17 +91,29 @@ async def test_tool_block_on_one_replica_holds_on_the_other_and_notifies_its_cli
 
 
 async def test_killing_a_replica_mid_run_loses_no_session(cluster: LocalCluster) -> None:
-    failures = 0
-    async with Client(cluster.url, mode="legacy") as client:
-        for index in range(30):
+    """A 2025-11-25 session survives SIGKILL of a replica: the other one serves the same session id."""
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    async with httpx.AsyncClient(timeout=10, headers=headers) as http:
+        reply = await http.post(cluster.url, json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+        session = {"mcp-session-id": reply.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        await http.post(cluster.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+        failures = 0
+        for index in range(1, 31):
             if index == 10:
                 cluster.processes["replica-0"].stop(signal.SIGKILL)
+            call = {"name": TOOL, "arguments": {"timezone": "UTC"}}
             try:
-                await call_time(client)
-            except Exception:
+                reply = await http.post(
+                    cluster.url,
+                    json={"jsonrpc": "2.0", "id": index, "method": "tools/call", "params": call},
+                    headers=session,
+                )
+                assert reply.status_code == 200 and "result" in reply.json(), reply.text
+            except (httpx.TransportError, AssertionError):
                 failures += 1  # only a request in flight on the dead replica may fail
         assert failures <= 1
-        assert "UTC" in await call_time(client)
+        assert reply.status_code == 200 and "result" in reply.json()
     cluster.restart("replica-0")
     cluster.wait_ready()
 

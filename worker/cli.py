@@ -27,6 +27,7 @@ from aggregator.backends.base import BackendConnection
 from aggregator.pool import SessionConnectionPool
 from aggregator.protocol.jsonrpc import Params
 from shared.config import Config, ConfigError, load_config
+from shared.runtime import run
 from shared.store.protocols import FencedOut, StoreUnavailable
 from shared.store.redis import RedisStores, open_redis_stores
 from shared.telemetry import configure_logging
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"aggregator-worker: invalid config: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config, args))
+    return run(_serve(config, args))
 
 
 if __name__ == "__main__":

@@ -46,9 +46,12 @@ class StreamableHttpConnection(BackendConnection):
     _http: aiohttp.ClientSession | None = None
     _session_id: str | None = None
 
+    _NAMED = _NAMED
+
     async def _open(self) -> None:
         self._http = new_http_session(self.spec)
         self._url = self.spec.url
+        self._header_cache: dict[tuple[Any, ...], dict[str, str]] = {}
 
     async def _close(self) -> None:
         if self._http is None:
@@ -68,15 +71,22 @@ class StreamableHttpConnection(BackendConnection):
         return headers
 
     def _request_headers(self, method: str, params: Any) -> dict[str, str]:
-        headers = self._base_headers()
-        if self.modern:
-            headers["Mcp-Method"] = method
-            key = _NAMED.get(method)
-            if key is not None and params and key in params:
-                value = params[key]
-                name = msgspec.json.decode(value) if isinstance(value, Raw) else value
-                if isinstance(name, str):
-                    headers["Mcp-Name"] = encode_header_value(name)
+        """Headers for one request; the few distinct sets are built once and reused."""
+        key = self._NAMED.get(method) if self.modern else None
+        name = params.get(key) if key is not None and params else None
+        cache_key = (method, self.protocol_version, self._session_id, bytes(name) if isinstance(name, Raw) else name)
+        headers = self._header_cache.get(cache_key)
+        if headers is None:
+            headers = self._base_headers()
+            if self.modern:
+                headers["Mcp-Method"] = method
+                if name is not None:
+                    value = msgspec.json.decode(name) if isinstance(name, Raw) else name
+                    if isinstance(value, str):
+                        headers["Mcp-Name"] = encode_header_value(value)
+            if len(self._header_cache) > 4096:
+                self._header_cache.clear()
+            self._header_cache[cache_key] = headers
         return headers
 
     async def _exchange(

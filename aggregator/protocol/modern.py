@@ -84,6 +84,8 @@ def _check_headers(method: str, params: Params, version: str, headers: Mapping[s
 
 def decode_header_value(value: str) -> str:
     """Undo the `=?base64?...?=` sentinel encoding; plain values pass unchanged."""
+    if value.isascii() and value.isprintable() and not value.startswith("=?"):
+        return value
     if value.startswith("=?base64?") and value.endswith("?="):
         try:
             return base64.b64decode(value[9:-2], validate=True).decode("utf-8")

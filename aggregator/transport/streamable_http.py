@@ -65,6 +65,7 @@ log = logging.getLogger("aggregator.http")
 _ROUTING_HEADERS = {"mcp-protocol-version", "mcp-method", "mcp-name"}
 _CLIENT_ANSWER_TIMEOUT = 300.0
 _KEEPALIVE = 15.0
+_WATCH_AFTER = 0.05  # seconds a call runs before the gateway starts watching for the client leaving
 _SESSION_HEADER = b"mcp-session-id"
 
 
@@ -259,7 +260,7 @@ class StreamableHttpEndpoint:
             meta=envelope.meta,
             client_capabilities_raw=envelope.client_capabilities,
             channel=channel,
-            param_headers=_param_headers(headers) if message.method == "tools/call" else None,
+            param_headers=headers,
         )
         await self._run(ctx, params, channel, receive, cancel_on_disconnect=True)
 
@@ -273,20 +274,22 @@ class StreamableHttpEndpoint:
         cancel_on_disconnect: bool,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """Dispatch and answer; a 2026-07-28 client that hangs up cancels the work."""
-        watcher = None
-        if cancel_on_disconnect:
-            watcher = asyncio.ensure_future(_wait_disconnect(receive, asyncio.current_task()))
+        """Dispatch and answer; a 2026-07-28 client that hangs up cancels the work.
+
+        Watching for the hang-up costs a task and a loop round per request, so it starts only
+        once a call has run for `_WATCH_AFTER`: quick calls (nearly all) never pay for it.
+        """
+        watch = _DisconnectWatch(receive, asyncio.current_task()) if cancel_on_disconnect else None
         try:
             body, code = await self.gateway.router.dispatch(ctx, params)
         except asyncio.CancelledError:
             channel.abandon()
-            if watcher is not None and watcher.done():
+            if watch is not None and watch.client_left:
                 return  # the client left; nobody to answer
             raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            if watch is not None:
+                watch.stop()
         status = 200 if code is None or not ctx.modern else http_status(code)
         await channel.finish(body, status, headers)
 
@@ -505,8 +508,29 @@ def _listen_filter(params: dict[str, Raw]) -> dict[str, Any]:
     return {k: val for k, val in wanted.items() if k in (*_FILTER_KINDS, "resourceSubscriptions") and val}
 
 
-def _param_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.startswith("mcp-param-")}
+class _DisconnectWatch:
+    """Cancels a request's task if its client disconnects, watching only after a grace period."""
+
+    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None) -> None:
+        self.receive = receive
+        self.task = task
+        self.client_left = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, self._start)
+
+    def _start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        await _wait_disconnect(self.receive, None)
+        self.client_left = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 async def _wait_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
