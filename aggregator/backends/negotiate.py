@@ -23,7 +23,8 @@ __all__ = ["NotModern", "negotiate"]
 
 log = logging.getLogger("aggregator.backend")
 
-_PROBE_TIMEOUT = 5.0
+_PROBE_TIMEOUT = 10.0  # a stdio server may still be starting (imports) when the probe arrives
+_HANDSHAKE_TIMEOUT = 30.0
 
 # What the gateway declares to legacy backends: it relays these to the calling client.
 GATEWAY_CAPABILITIES: dict[str, Any] = {
@@ -56,7 +57,7 @@ async def negotiate(conn: BackendConnection) -> None:
 async def _probe(conn: BackendConnection, version: str) -> str:
     meta = {v.PROTOCOL_VERSION: version, v.CLIENT_INFO: v.GATEWAY_INFO, v.CLIENT_CAPABILITIES: {}}
     conn.protocol_version = version  # HTTP transports send it as MCP-Protocol-Version
-    reply = await conn.send("server/discover", {"_meta": meta}, timeout=min(_PROBE_TIMEOUT, conn.spec.timeout))
+    reply = await conn.send("server/discover", {"_meta": meta}, timeout=max(_PROBE_TIMEOUT, conn.spec.timeout))
     if reply.error is not UNSET:
         error = _decode(reply.error)
         conn.protocol_version = None
@@ -88,9 +89,15 @@ async def _initialize(conn: BackendConnection) -> None:
         "capabilities": GATEWAY_CAPABILITIES,
         "clientInfo": v.GATEWAY_INFO,
     }
-    reply = await conn.send("initialize", params)
+    reply = await conn.send("initialize", params, timeout=max(_HANDSHAKE_TIMEOUT, conn.spec.timeout))
     if reply.error is not UNSET:
         error = _decode(reply.error)
+        supported = (error.get("data") or {}).get("supported") or []
+        modern = [version for version in v.MODERN_VERSIONS if version in supported]
+        # The probe's answer came too late, and the server settled on 2026-07-28 meanwhile.
+        late_modern = error.get("code") == UNSUPPORTED_PROTOCOL_VERSION and modern
+        if late_modern and await _probe(conn, modern[0]) == "modern":
+            return
         raise BackendError(
             conn.server,
             f"backend {conn.server!r} refused initialize: {error.get('message', error)}"
