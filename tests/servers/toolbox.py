@@ -23,7 +23,6 @@ import sys
 from typing import Any
 
 import anyio
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp_types import (
@@ -39,6 +38,8 @@ from mcp_types import (
     SamplingMessage,
     TextContent,
 )
+
+from tests.servers.http import serve
 
 MODERN = "2026-07-28"
 
@@ -209,19 +210,7 @@ def _legacy_http(app: Any) -> Any:
 
 async def _run_http(server: MCPServer, transport: str, host: str, port: int, legacy: bool) -> None:
     app = server.sse_app() if transport == "sse" else server.streamable_http_app()
-    if legacy:
-        app = _legacy_http(app)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-    http = uvicorn.Server(config)
-    serving = asyncio.create_task(http.serve())
-    while not http.started:
-        if serving.done():
-            await serving
-            return
-        await asyncio.sleep(0.02)
-    path = "/sse" if transport == "sse" else "/mcp"
-    print(f"READY http://{host}:{port}{path}", flush=True)
-    await serving
+    await serve(_legacy_http(app) if legacy else app, host, port, "/sse" if transport == "sse" else "/mcp")
 
 
 def main() -> None:
