@@ -213,8 +213,9 @@ class LocalCluster:
 
         def ready() -> bool:
             for index in range(self.replicas):
-                if not self.processes[f"replica-{index}"].alive():
-                    continue
+                replica = self.processes[f"replica-{index}"]
+                if not replica.alive():
+                    raise RuntimeError(f"{replica.name} exited:\n{replica.tail()}")
                 body = httpx.get(f"{self.replica_url(index)}/readyz", timeout=2).json()
                 if not all(body["backends"].get(n, {}).get("state") == "up" for n in names):
                     return False

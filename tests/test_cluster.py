@@ -19,6 +19,7 @@ from mcp import Client, MCPError
 
 from loadtest.cluster import LocalCluster
 from tests.gateway_process import ROOT
+from tests.servers.launch import run_http_server
 
 TOKEN = "cluster-test-token"
 CONFIG = {
@@ -32,8 +33,16 @@ TOOL = "x_time_get_current_time"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(CONFIG, replicas=2, workers=2, lock_ttl=2.0, env={"AGGREGATOR_ADMIN_TOKEN": TOKEN}) as running:
-        yield running
+    # A shared HTTP backend: every replica and the worker talk to the same process.
+    with run_http_server("tests.servers.toolbox", "--name", "tb", "--transport", "streamable-http") as toolbox:
+        config = {
+            **CONFIG,
+            "mcpServers": [*CONFIG["mcpServers"], {"name": "tb", "type": "streamable-http", "url": toolbox.url}],
+        }
+        with LocalCluster(
+            config, replicas=2, workers=2, lock_ttl=2.0, env={"AGGREGATOR_ADMIN_TOKEN": TOKEN}
+        ) as running:
+            yield running
 
 
 def calls_served(cluster: LocalCluster, index: int) -> int:
@@ -184,3 +193,78 @@ def test_locust_headless_run_against_the_cluster(cluster: LocalCluster, tmp_path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stats = (tmp_path / "run_stats.csv").read_text()
     assert "2026 tools/call" in stats and "2025 tools/call" in stats
+
+
+JSON_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+async def sse_messages(response: httpx.Response):  # type: ignore[no-untyped-def]
+    """JSON-RPC messages from an SSE response (and `endpoint` event data as plain text)."""
+    import json
+
+    event = "message"
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data = line[5:].strip()
+            yield (data if event == "endpoint" else json.loads(data))
+            event = "message"
+
+
+async def test_backend_list_change_reaches_a_client_on_the_other_replica(cluster: LocalCluster) -> None:
+    async with Client(f"{cluster.replica_url(1)}/mcp", mode="2026-07-28") as watcher:
+        async with watcher.listen(tools_list_changed=True) as events:
+            async with Client(f"{cluster.replica_url(0)}/mcp", mode="legacy") as actor:
+                await actor.call_tool("x_tb_add_tool", {"tool": "cluster_fresh"})
+            await asyncio.wait_for(anext(aiter(events)), 15)
+        deadline = time.monotonic() + 10
+        while "x_tb_cluster_fresh" not in [t.name for t in (await watcher.list_tools()).tools]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+
+
+async def test_legacy_sse_post_on_another_replica_reaches_the_stream(cluster: LocalCluster) -> None:
+    async with (
+        httpx.AsyncClient(timeout=20) as http,
+        http.stream("GET", f"{cluster.replica_url(0)}/sse", headers={"accept": "text/event-stream"}) as stream,
+    ):
+        messages = sse_messages(stream)
+        endpoint = await anext(messages)
+        post_url = f"{cluster.replica_url(1)}{endpoint}"  # the other replica
+        init = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}
+        rpc = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}
+        assert (await http.post(post_url, json=rpc)).status_code == 202
+        assert (await anext(messages))["result"]["protocolVersion"] == "2024-11-05"
+        await http.post(post_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        call = {"name": "x_tb_echo", "arguments": {"text": "via replica 1"}}
+        await http.post(post_url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+        reply = await anext(messages)
+        assert reply["id"] == 2 and reply["result"]["content"][0]["text"] == "via replica 1"
+
+
+async def test_progress_from_a_call_on_one_replica_reaches_the_session_stream_on_the_other(
+    cluster: LocalCluster,
+) -> None:
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    async with httpx.AsyncClient(timeout=20) as http:
+        reply = await http.post(
+            f"{cluster.replica_url(0)}/mcp",
+            json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init},
+            headers=JSON_HEADERS,
+        )
+        session = {"mcp-session-id": reply.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        get_headers = {**session, "accept": "text/event-stream"}
+        async with http.stream("GET", f"{cluster.replica_url(1)}/mcp", headers=get_headers) as stream:
+            messages = sse_messages(stream)
+            await asyncio.sleep(0.3)  # the stream is registered on replica 1
+            call = {"name": "x_tb_progress", "arguments": {"steps": 3}, "_meta": {"progressToken": "p-1"}}
+            result = await http.post(
+                f"{cluster.replica_url(0)}/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call},
+                headers={**session, "content-type": "application/json", "accept": "application/json"},
+            )
+            assert result.json()["result"]["content"][0]["text"] == "done 3"
+            seen = [await asyncio.wait_for(anext(messages), 10) for _ in range(3)]
+    assert [m["params"]["progress"] for m in seen] == [1, 2, 3]
+    assert {m["params"]["progressToken"] for m in seen} == {"p-1"}
