@@ -200,13 +200,20 @@ class LocalCluster:
         )
 
     def _start_haproxy(self) -> None:
+        self.add_balancer("haproxy", range(self.replicas), self.port)
+
+    def add_balancer(self, name: str, replicas: range | list[int], port: int | None = None) -> int:
+        """Another haproxy in front of some replicas (benchmarks compare 1 and 2); returns its port."""
+        port = port or free_port()
         servers = "\n".join(
-            f"  server r{i} 127.0.0.1:{port} check inter 500 fall 2 rise 1" for i, port in enumerate(self.replica_ports)
+            f"  server r{i} 127.0.0.1:{self.replica_ports[i]} check inter 500 fall 2 rise 1" for i in replicas
         )
         balance = "hdr(Mcp-Session-Id)" if self.balance == "session" else self.balance
-        config = self.workdir / "haproxy.cfg"
-        config.write_text(_HAPROXY.format(port=self.port, balance=balance, servers=servers))
-        self._add("haproxy", ["haproxy", "-f", str(config), "-db"])
+        config = self.workdir / f"{name}.cfg"
+        config.write_text(_HAPROXY.format(port=port, balance=balance, servers=servers))
+        self._add(name, ["haproxy", "-f", str(config), "-db"])
+        self._wait(lambda: _connects(port), f"{name} listening", self.processes[name])
+        return port
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         names = {spec["name"] for spec in self.config.get("mcpServers", [])}
