@@ -262,7 +262,7 @@ class AggregatorServer:
                 return outcome
             reply = outcome
         else:
-            sink = RelaySink(ctx) if ctx.channel is not None else None
+            sink = RelaySink(ctx) if _needs_sink(ctx, conn) else None
             reply = await conn.request(
                 method, params, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities
             )
@@ -280,6 +280,19 @@ class AggregatorServer:
         if ctx.modern and not conn.modern:
             return _stamp(reply.result, method == "resources/read")
         return reply.result
+
+
+def _needs_sink(ctx: CallContext, conn: BackendConnection) -> bool:
+    """Whether the backend may send anything about this call before answering.
+
+    A 2026-07-28 backend sends only progress and (when asked) log messages, and questions come
+    back in its result; older backends may ask the client mid-call at any time.
+    """
+    if ctx.channel is None:
+        return False
+    if not conn.modern or not ctx.modern:
+        return True
+    return v.PROGRESS_TOKEN in ctx.meta or v.LOG_LEVEL in ctx.meta
 
 
 async def _nothing(session_id: str, uris: set[str]) -> None:

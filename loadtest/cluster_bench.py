@@ -24,13 +24,12 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtest.cluster import LocalCluster
+from loadtest.report import machine, write_block
 from loadtest.wrk import WrkResult, require_wrk, run_wrk
 from tests.servers.launch import run_http_server
 
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
-START, END = "<!-- cluster-bench:start -->", "<!-- cluster-bench:end -->"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -165,25 +164,14 @@ def render(rows: dict[str, list[dict]], latencies: list[float], args: argparse.N
 
 
 def write_docs(report: str) -> None:
-    import datetime
-    import os
-    import platform
-
-    info = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
-    block = (
-        f"{START}\n## Cluster: replicas, Redis, propagation\n\n"
-        f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        "everything on one machine (backends, Redis, worker, replicas, haproxy, wrk): the 2-replica row shows\n"
-        "that a second replica costs nothing, not how a cluster scales across machines.\n\n"
-        f"Command: `python loadtest/cluster_bench.py --write-docs`\n\n{report}\n{END}"
+    write_block(
+        "cluster-bench",
+        "## Cluster: replicas, Redis, propagation\n\n"
+        f"{machine()} Everything runs on one machine (backends, Redis, worker, replicas, haproxy, wrk), so the "
+        "2-replica row shows what a second replica costs on shared cores, not how a cluster scales across "
+        "machines.\n\n"
+        f"Command: `python loadtest/cluster_bench.py --write-docs`\n\n{report}",
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOCS.write_text(text)
 
 
 if __name__ == "__main__":

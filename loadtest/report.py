@@ -1,0 +1,31 @@
+"""Writing benchmark results into docs/performance.md, each benchmark owning one marked block."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+__all__ = ["DOCS", "machine", "write_block"]
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+
+
+def machine() -> str:
+    """When and on what the numbers were taken."""
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "unknown CPU")
+    return f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}."
+
+
+def write_block(name: str, body: str) -> None:
+    """Replace (or append) the block between `<!-- {name}:start -->` and `<!-- {name}:end -->`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOCS.write_text(text)
