@@ -4,13 +4,12 @@ everything the server says; the `endpoint` event names where to POST what we say
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urljoin
-
-import aiohttp
+from urllib.parse import urljoin, urlsplit
 
 from aggregator.backends.base import BackendConnection, unexpected_status
-from aggregator.backends.http import new_http_session, translate_errors
+from aggregator.backends.http import new_pool, translate_errors
 from aggregator.backends.sse_events import iter_events
+from aggregator.backends.wire import HttpPool
 from aggregator.protocol.errors import BackendUnavailable, GatewayError
 from aggregator.protocol.jsonrpc import decode_message
 
@@ -23,27 +22,27 @@ class SseConnection(BackendConnection):
     transport = "sse"
     speaks_modern = False  # 2026-07-28 has no HTTP+SSE binding
 
-    _http: aiohttp.ClientSession | None = None
+    _http: HttpPool | None = None
 
     async def _open(self) -> None:
-        self._http = new_http_session(self.spec)
+        self._http = new_pool(self.spec)
         self._endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._spawn(self._read_stream())
         try:
             async with asyncio.timeout(min(_ENDPOINT_WAIT, self.spec.timeout)):
                 self._post_url = await self._endpoint
         except TimeoutError:
-            await self._http.close()
+            await self._http.aclose()
             raise BackendUnavailable(
                 self.server, f"backend {self.server!r} sent no endpoint event on {self.spec.url}"
             ) from None
         except BaseException:
-            await self._http.close()
+            await self._http.aclose()
             raise
 
     async def _close(self) -> None:
         if self._http is not None:
-            await self._http.close()
+            await self._http.aclose()
 
     async def _read_stream(self) -> None:
         assert self._http is not None
@@ -51,11 +50,15 @@ class SseConnection(BackendConnection):
         reason = "closed its SSE stream"
         try:
             with translate_errors(self.server, url):
-                async with self._http.get(url, headers={"Accept": "text/event-stream"}) as response:
+                head = self._http.encode_headers({"accept": "text/event-stream"})
+                response = await self._http.request("GET", head)
+                try:
                     if response.status != 200:
                         raise unexpected_status(self.server, response.status, await response.read())
-                    async for event in iter_events(response.content):
+                    async for event in iter_events(response.iter_chunks()):
                         self._on_event(event.event, event.data)
+                finally:
+                    response.close()
         except GatewayError as exc:
             reason = exc.message
             if not self._endpoint.done():
@@ -80,10 +83,11 @@ class SseConnection(BackendConnection):
 
     async def _send_message(self, body: bytes) -> None:
         assert self._http is not None
+        parts = urlsplit(self._post_url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
         with translate_errors(self.server, self._post_url):
-            async with self._http.post(
-                self._post_url, data=body, headers={"Content-Type": "application/json"}
-            ) as response:
-                payload = await response.read()
-                if response.status >= 300:
-                    raise unexpected_status(self.server, response.status, payload)
+            head = self._http.encode_headers({"content-type": "application/json"})
+            response = await self._http.request("POST", head, body, target=target)
+            payload = await response.read()
+        if response.status >= 300:
+            raise unexpected_status(self.server, response.status, payload)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
-import aiohttp
-
 __all__ = ["SseEvent", "iter_events"]
 
 
@@ -16,11 +14,11 @@ class SseEvent(NamedTuple):
     id: str | None
 
 
-async def iter_events(content: aiohttp.StreamReader) -> AsyncIterator[SseEvent]:
-    """Yield complete events; comments and retry fields are skipped."""
+async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
+    """Yield complete events from a byte stream; comments and retry fields are skipped."""
     event, data, event_id = "message", bytearray(), None
     has_data = False
-    async for raw_line in _lines(content):
+    async for raw_line in _lines(chunks):
         line = raw_line.rstrip(b"\r")
         if not line:
             if has_data:
@@ -45,10 +43,9 @@ async def iter_events(content: aiohttp.StreamReader) -> AsyncIterator[SseEvent]:
         yield SseEvent(event, bytes(data), event_id)
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """Lines of any length (aiohttp's own readline caps them)."""
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     buffer = b""
-    async for chunk in content.iter_any():
+    async for chunk in chunks:
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         for line in lines:

@@ -14,14 +14,14 @@ import contextlib
 import logging
 from typing import Any
 
-import aiohttp
 import msgspec
 from msgspec import Raw
 
 from aggregator.backends.base import BackendConnection, _Pending, unexpected_status
-from aggregator.backends.http import encode_header_value, new_http_session, translate_errors
+from aggregator.backends.http import encode_header_value, new_pool, translate_errors
 from aggregator.backends.negotiate import NotModern
 from aggregator.backends.sse_events import iter_events
+from aggregator.backends.wire import HttpPool, Response, WireError
 from aggregator.protocol import versions as v
 from aggregator.protocol.errors import (
     HEADER_MISMATCH,
@@ -43,68 +43,70 @@ _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 class StreamableHttpConnection(BackendConnection):
     transport = "streamable-http"
 
-    _http: aiohttp.ClientSession | None = None
+    _pool: HttpPool | None = None
     _session_id: str | None = None
 
-    _NAMED = _NAMED
-
     async def _open(self) -> None:
-        self._http = new_http_session(self.spec)
+        self._pool = new_pool(self.spec)
         self._url = self.spec.url
-        self._header_cache: dict[tuple[Any, ...], dict[str, str]] = {}
+        self._heads: dict[tuple[Any, ...], bytes] = {}
 
     async def _close(self) -> None:
-        if self._http is None:
+        if self._pool is None:
             return
         if self._session_id is not None and not self.modern:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            with contextlib.suppress(WireError, OSError, TimeoutError):
                 async with asyncio.timeout(2):
-                    await self._http.delete(self._url, headers=self._base_headers())
-        await self._http.close()
+                    response = await self._pool.request("DELETE", self._head(None, None))
+                    await response.read()
+        await self._pool.aclose()
 
-    def _base_headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-        if self.protocol_version is not None:
-            headers["MCP-Protocol-Version"] = self.protocol_version
-        if self._session_id is not None and not self.modern:
-            headers["Mcp-Session-Id"] = self._session_id
-        return headers
-
-    def _request_headers(self, method: str, params: Any) -> dict[str, str]:
-        """Headers for one request; the few distinct sets are built once and reused."""
-        key = self._NAMED.get(method) if self.modern else None
+    def _head(self, method: str | None, params: Any, accept: str = "application/json, text/event-stream") -> bytes:
+        """Request headers as wire bytes; the few distinct sets are encoded once and reused."""
+        key = _NAMED.get(method or "") if self.modern else None
         name = params.get(key) if key is not None and params else None
-        cache_key = (method, self.protocol_version, self._session_id, bytes(name) if isinstance(name, Raw) else name)
-        headers = self._header_cache.get(cache_key)
-        if headers is None:
-            headers = self._base_headers()
-            if self.modern:
-                headers["Mcp-Method"] = method
-                if name is not None:
-                    value = msgspec.json.decode(name) if isinstance(name, Raw) else name
-                    if isinstance(value, str):
-                        headers["Mcp-Name"] = encode_header_value(value)
-            if len(self._header_cache) > 4096:
-                self._header_cache.clear()
-            self._header_cache[cache_key] = headers
-        return headers
+        cache_key = (
+            method,
+            accept,
+            self.protocol_version,
+            self._session_id,
+            bytes(name) if isinstance(name, Raw) else name,
+        )
+        head = self._heads.get(cache_key)
+        if head is None:
+            headers = {"content-type": "application/json", "accept": accept}
+            if self.protocol_version is not None:
+                headers["mcp-protocol-version"] = self.protocol_version
+            if self._session_id is not None and not self.modern:
+                headers["mcp-session-id"] = self._session_id
+            if self.modern and method is not None:
+                headers["mcp-method"] = method
+                value = msgspec.json.decode(name) if isinstance(name, Raw) else name
+                if isinstance(value, str):
+                    headers["mcp-name"] = encode_header_value(value)
+            assert self._pool is not None
+            if len(self._heads) > 4096:
+                self._heads.clear()
+            head = self._heads[cache_key] = self._pool.encode_headers(headers)
+        return head
 
     async def _exchange(
         self, request_id: RequestId, method: str, params: Any, body: bytes, pending: _Pending
     ) -> Message:
-        assert self._http is not None
-        headers = self._request_headers(method, params)
+        assert self._pool is not None
         with translate_errors(self.server, self._url):
-            async with self._http.post(self._url, data=body, headers=headers) as response:
+            response = await self._pool.request("POST", self._head(method, params), body)
+            try:
                 if method == "initialize":
-                    self._session_id = response.headers.get("Mcp-Session-Id")
-                if response.content_type == "text/event-stream" and response.status == 200:
+                    self._session_id = response.headers.get("mcp-session-id")
+                if response.status == 200 and response.content_type == "text/event-stream":
                     return await self._read_response_stream(response, method, pending)
-                payload = await response.read()
-                return self._single_response(response.status, method, payload, request_id)
+                return self._single_response(response.status, method, await response.read(), request_id)
+            finally:
+                response.close()
 
-    async def _read_response_stream(self, response: aiohttp.ClientResponse, method: str, pending: _Pending) -> Message:
-        async for event in iter_events(response.content):
+    async def _read_response_stream(self, response: Response, method: str, pending: _Pending) -> Message:
+        async for event in iter_events(response.iter_chunks()):
             if event.event != "message" or not event.data:
                 continue
             try:
@@ -138,12 +140,12 @@ class StreamableHttpConnection(BackendConnection):
         raise unexpected_status(self.server, status, payload)
 
     async def _send_message(self, body: bytes) -> None:
-        assert self._http is not None
+        assert self._pool is not None
         with translate_errors(self.server, self._url):
-            async with self._http.post(self._url, data=body, headers=self._base_headers()) as response:
-                payload = await response.read()
-                if response.status >= 300:
-                    raise unexpected_status(self.server, response.status, payload)
+            response = await self._pool.request("POST", self._head(None, None), body)
+            payload = await response.read()
+        if response.status >= 300:
+            raise unexpected_status(self.server, response.status, payload)
 
     async def _cancel(self, request_id: RequestId, reason: str) -> None:
         # 2026-07-28: closing the response stream was the cancellation.
@@ -155,7 +157,7 @@ class StreamableHttpConnection(BackendConnection):
 
     async def _listen_once(self) -> bool | None:
         """2026-07-28: a `subscriptions/listen` POST; older: the session's GET stream."""
-        assert self._http is not None
+        assert self._pool is not None
         if self.modern:
             wanted = self._listen_filter()
             if not wanted:
@@ -163,14 +165,12 @@ class StreamableHttpConnection(BackendConnection):
             meta = {v.PROTOCOL_VERSION: self.protocol_version, v.CLIENT_INFO: v.GATEWAY_INFO, v.CLIENT_CAPABILITIES: {}}
             params = raw({"_meta": meta, "notifications": wanted})
             body = encode(Request(id=f"listen-{next(self._ids)}", method="subscriptions/listen", params=params))
-            request = self._http.post(self._url, data=body, headers=self._request_headers("subscriptions/listen", None))
+            request = self._pool.request("POST", self._head("subscriptions/listen", None), body)
         else:
-            headers = self._base_headers()
-            headers["Accept"] = "text/event-stream"
-            del headers["Content-Type"]
-            request = self._http.get(self._url, headers=headers)
+            request = self._pool.request("GET", self._head(None, None, accept="text/event-stream"))
         with translate_errors(self.server, self._url):
-            async with request as response:
+            response = await request
+            try:
                 if response.status == 404 and not self.modern:
                     self._lose("ended the gateway's session (HTTP 404); reconnecting")
                     return None
@@ -180,12 +180,14 @@ class StreamableHttpConnection(BackendConnection):
                     raise unexpected_status(self.server, response.status, await response.read())
                 if response.content_type != "text/event-stream":
                     return None
-                async for event in iter_events(response.content):
+                async for event in iter_events(response.iter_chunks()):
                     if event.event == "message" and event.data:
                         with contextlib.suppress(GatewayError):
                             message = decode_message(event.data)
                             if not isinstance(message, list):
                                 self._dispatch(message)
+            finally:
+                response.close()
         return True
 
 
