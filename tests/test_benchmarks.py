@@ -1,0 +1,16 @@
+"""The benchmarks run end to end (their numbers live in docs/performance.md, not in tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.gateway_process import ROOT
+
+
+def test_forwarding_benchmark_smoke_run() -> None:
+    result = subprocess.run(
+        [sys.executable, "loadtest/bench.py", "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "| through the gateway |" in result.stdout and "gateway/direct ratio" in result.stdout
