@@ -26,6 +26,7 @@ class RegistrySync:
         self.registry = registry
         self.stores = stores
         self.version = 0
+        self.epoch: str | None = None
         self.ready = asyncio.Event()
         self.last_error: str | None = None
 
@@ -57,25 +58,26 @@ class RegistrySync:
     async def reload(self) -> None:
         """Replace the registry's view with the stores' snapshot.
 
-        A version lower than ours means the store lost its data (a Redis restart without
-        persistence): the local registry is kept and the control plane's re-announcements,
-        which follow its re-election, fill the store again.
+        If the store lost its data (a Redis restart without persistence: a new epoch), the
+        local registry is kept and only what the store has is merged in; the control plane
+        re-announces every backend after its re-election and fills in the rest.
         """
+        epoch = await self.stores.events.epoch()
         version = await self.stores.events.version()
-        if version < self.version:
-            log.warning(
-                "the store was reset (event version %d, ours %d); keeping the local registry until backends "
-                "are announced again",
-                version,
-                self.version,
-            )
-            self.version = version
-            self.last_error = None
-            return
         records = await self.stores.capabilities.list()
         overrides = await self.stores.blocks.all()
-        self.registry.denylist = self.registry.denylist.with_overrides(overrides)
-        self.registry.replace_all(records)
+        if self.epoch is not None and epoch != self.epoch:
+            log.warning(
+                "the store lost its data (new epoch); keeping the local registry and merging %d record(s) "
+                "until every backend is announced again",
+                len(records),
+            )
+            for record in records:
+                self.registry.update(record)
+        else:
+            self.registry.denylist = self.registry.denylist.with_overrides(overrides)
+            self.registry.replace_all(records)
+        self.epoch = epoch
         self.version = version
         self.last_error = None
         self.ready.set()

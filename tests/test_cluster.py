@@ -268,3 +268,24 @@ async def test_progress_from_a_call_on_one_replica_reaches_the_session_stream_on
             seen = [await asyncio.wait_for(anext(messages), 10) for _ in range(3)]
     assert [m["params"]["progress"] for m in seen] == [1, 2, 3]
     assert {m["params"]["progressToken"] for m in seen} == {"p-1"}
+
+
+async def test_replicas_keep_serving_while_redis_is_down_and_say_why(cluster: LocalCluster) -> None:
+    cluster.processes["redis"].stop(signal.SIGKILL)
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            ready = await http.get(f"{cluster.replica_url(0)}/readyz")
+            body = ready.json()
+            assert ready.status_code == 200 and body["status"] == "degraded", body
+            assert any("store" in reason for reason in body["reasons"])
+        async with Client(f"{cluster.replica_url(1)}/mcp", mode="2026-07-28") as client:
+            assert TOOL in [t.name for t in (await client.list_tools()).tools]
+            assert "UTC" in await call_time(client)
+    finally:
+        cluster._start_redis()
+    deadline = time.monotonic() + 20
+    async with httpx.AsyncClient(timeout=5) as http:
+        while (await http.get(f"{cluster.replica_url(0)}/readyz")).json()["status"] != "ok":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+    assert "serving the last known registry" in cluster.processes["replica-0"].log.read_text()

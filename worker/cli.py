@@ -32,6 +32,7 @@ from shared.store.protocols import FencedOut, StoreUnavailable
 from shared.store.redis import RedisStores, open_redis_stores
 from shared.telemetry import configure_logging
 from worker.leader import LeaderLock, LeadershipLost
+from worker.retry import backoff_delay
 from worker.supervisor import BackendSupervisor
 
 __all__ = ["Worker", "main"]
@@ -56,8 +57,8 @@ class Worker:
                 self.role, self.terms = "leader", self.terms + 1
                 try:
                     await self._lead(renewer)
-                except (LeadershipLost, FencedOut) as exc:
-                    log.warning("stepping down: %s", exc)
+                except* (LeadershipLost, FencedOut) as lost:
+                    log.warning("stepping down: %s", lost.exceptions[0])
                 finally:
                     self.role = "standby"
 
@@ -105,12 +106,21 @@ def _health_app(worker: Worker) -> Starlette:
     return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
 
 
+async def _connect(url: str) -> RedisStores:
+    """Redis, waited for with backoff: a worker that starts before its Redis keeps trying."""
+    failures = 0
+    while True:
+        try:
+            return await open_redis_stores(url)
+        except StoreUnavailable as exc:
+            failures += 1
+            delay = backoff_delay(failures, cap=10.0)
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+
+
 async def _serve(config: Config, args: argparse.Namespace) -> int:
-    try:
-        stores = await open_redis_stores(args.redis_url)
-    except StoreUnavailable as exc:
-        print(f"aggregator-worker: {exc}", file=sys.stderr)
-        return 1
+    stores = await _connect(args.redis_url)
     worker = Worker(config, stores, lock_ttl=args.lock_ttl)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,15 +142,21 @@ async def _serve(config: Config, args: argparse.Namespace) -> int:
         health.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         tasks.append(asyncio.create_task(health.serve(), name="health"))
     log.info("worker %s started; waiting to lead (lock TTL %.0fs)", worker.worker_id, args.lock_ttl)
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopping, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if tasks[0].done() and not tasks[0].cancelled() and tasks[0].exception() is not None:
+        log.error("the worker failed; exiting so it is restarted", exc_info=tasks[0].exception())
+        code = 1
     log.info("worker %s stopping", worker.worker_id)
     if health is not None:
         health.should_exit = True
     for task in tasks:
         task.cancel()
+    stopping.cancel()
     await asyncio.wait(tasks, timeout=15)
     await stores.aclose()
-    return 0
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

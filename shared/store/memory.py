@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -177,6 +178,7 @@ class MemoryEventBus:
 
     def __init__(self) -> None:
         self._version = 0
+        self._epoch = uuid.uuid4().hex
         self._queues: list[asyncio.Queue[ToolUpdateEvent]] = []
 
     async def publish(self, event: ToolUpdateEvent) -> ToolUpdateEvent:
@@ -202,6 +204,9 @@ class MemoryEventBus:
 
     async def version(self) -> int:
         return self._version
+
+    async def epoch(self) -> str:
+        return self._epoch
 
 
 class MemoryMessageBus:

@@ -140,6 +140,10 @@ class EventBus(Protocol):
 
     async def version(self) -> int: ...
 
+    async def epoch(self) -> str:
+        """An id of the store's lifetime: it changes when the store lost its data (a restart without persistence)."""
+        ...
+
 
 class MessageBus(Protocol):
     """Fire-and-forget messages between replicas (no history, no ordering across channels).

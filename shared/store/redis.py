@@ -9,6 +9,7 @@ Key layout (all under the namespace, default `mcpagg`; see docs/architecture.md)
     {ns}:auth:{server}          hash  auth counters and last-event times
     {ns}:auth:servers           set   servers with auth counters
     {ns}:events:version         str   the registry event counter
+    {ns}:events:epoch           str   a random id set once: a new one means the store lost its data
     {ns}:events                 pub/sub channel of ToolUpdateEvents
     {ns}:msg:{channel}          pub/sub channels between replicas (MessageBus)
 
@@ -135,6 +136,9 @@ class _Keys:
 
     def events(self) -> str:
         return f"{self.ns}:events"
+
+    def epoch(self) -> str:
+        return f"{self.ns}:events:epoch"
 
     def message(self, channel: str) -> str:
         return f"{self.ns}:msg:{channel}"
@@ -320,6 +324,12 @@ class RedisEventBus(_Part):
         with _translated(self.where):
             value = await self.client.get(self.keys.version())
         return int(value) if value is not None else 0
+
+    async def epoch(self) -> str:
+        with _translated(self.where):
+            await self.client.set(self.keys.epoch(), uuid.uuid4().hex, nx=True)
+            value = await self.client.get(self.keys.epoch())
+        return value.decode() if value is not None else ""
 
 
 class RedisMessageBus(_Part):

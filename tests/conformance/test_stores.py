@@ -140,3 +140,8 @@ async def test_message_bus_delivers_to_subscribers_of_that_channel_only(stores: 
         await bus.publish("nobody", b"dropped")
         assert await asyncio.wait_for(anext(b_inbox), 5) == ("replica:b", b"for b")
         assert await asyncio.wait_for(anext(a_inbox), 5) == ("broadcast", b"for all")
+
+
+async def test_event_bus_epoch_is_stable_for_the_store_lifetime(stores: Stores) -> None:
+    first = await stores.events.epoch()
+    assert first and first == await stores.events.epoch()
