@@ -127,12 +127,13 @@ class BackendSupervisor:
         """Return when the backend is gone; refresh lists on request; health-check when idle."""
         watch = self._watches[spec.name]
         while conn.alive:
-            watch.wake.clear()
-            try:
-                await asyncio.wait_for(watch.wake.wait(), self.health_interval)
-            except TimeoutError:
-                await health_check(conn, timeout=min(spec.timeout, 10.0))
-                continue
+            if not watch.refresh:  # a refresh asked for while the last one ran must not wait
+                watch.wake.clear()
+                try:
+                    await asyncio.wait_for(watch.wake.wait(), self.health_interval)
+                except TimeoutError:
+                    await health_check(conn, timeout=min(spec.timeout, 10.0))
+                    continue
             if not conn.alive:
                 return
             if watch.refresh:
