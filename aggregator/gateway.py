@@ -13,16 +13,19 @@ import itertools
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, Raw
 
 from aggregator.backends.base import BackendConnection
 from aggregator.cluster import LinkMessage, ReplicaLink
 from aggregator.mrtr import InputBroker
 from aggregator.notify import NotificationHub
 from aggregator.pool import SessionConnectionPool
-from aggregator.protocol.jsonrpc import Message, Params, RequestId, decode_message, encode
+from aggregator.protocol.errors import GatewayError
+from aggregator.protocol.jsonrpc import Message, Params, Request, RequestId, decode_message, encode
 from aggregator.protocol.sessions import SessionManager
 from aggregator.registry import ServerRegistry
 from aggregator.router import Router
@@ -38,6 +41,7 @@ __all__ = ["Gateway"]
 log = logging.getLogger("aggregator.gateway")
 
 _READY_WAIT = 15.0
+_CLIENT_ANSWER_TIMEOUT = 300.0  # a person may be answering an elicitation
 
 
 class Gateway:
@@ -131,6 +135,25 @@ class Gateway:
     def next_request_id(self) -> str:
         """An id for a request to a client; it names this replica so the answer finds its way back."""
         return f"gw-{self.link.tag}-{next(self._request_counter)}"
+
+    async def ask_client(self, session_id: str, method: str, params: Raw, deliver: Callable[[bytes], None]) -> Raw:
+        """Send a request to a client with `deliver` and wait (bounded) for its answer, from any replica."""
+        request_id = self.next_request_id()
+        key = (session_id, request_id)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.client_requests[key] = future
+        try:
+            deliver(encode(Request(id=request_id, method=method, params=params)))
+            answer = await asyncio.wait_for(future, _CLIENT_ANSWER_TIMEOUT)
+        except TimeoutError:
+            raise GatewayError(f"the client did not answer {method} within {_CLIENT_ANSWER_TIMEOUT:.0f}s") from None
+        finally:
+            self.client_requests.pop(key, None)
+        if answer.error is not UNSET:
+            error = msgspec.json.decode(answer.error)
+            raise GatewayError(str(error.get("message", "client error")), error.get("data"), code=error.get("code"))
+        assert answer.result is not UNSET
+        return answer.result
 
     async def client_answered(self, session_id: str, message: Message) -> None:
         """A client's answer to one of our requests arrived here; resolve it here or where it was asked."""

@@ -18,17 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtest.report import machine, write_block
+from loadtest.report import cpu_seconds, machine, write_block
 from loadtest.wrk import WrkResult, require_wrk, run_wrk
 from tests.gateway_process import run_gateway
 from tests.servers.launch import run_http_server
 
 GOAL_RATIO, GOAL_ADDED_P50 = 0.9, 0.5
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 
 def main() -> int:

@@ -24,17 +24,12 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtest.cluster import LocalCluster
-from loadtest.report import machine, write_block
+from loadtest.report import cpu_seconds, machine, write_block
 from loadtest.wrk import WrkResult, require_wrk, run_wrk
 from tests.servers.launch import run_http_server
 
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 
 def redis_calls(client: redis.Redis) -> int:

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["DOCS", "machine", "write_block"]
+__all__ = ["DOCS", "cpu_seconds", "machine", "write_block"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
@@ -29,3 +29,9 @@ def write_block(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     DOCS.write_text(text)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

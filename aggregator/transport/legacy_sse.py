@@ -11,7 +11,6 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 
 import msgspec
 from msgspec import UNSET, Raw
@@ -32,16 +31,12 @@ from aggregator.protocol.jsonrpc import (
     encode,
     error_response,
 )
-from aggregator.protocol.jsonrpc import (
-    Request as RpcRequest,
-)
 
 __all__ = ["LegacySseEndpoints"]
 
 log = logging.getLogger("aggregator.sse")
 
 _KEEPALIVE = 15.0
-_CLIENT_ANSWER_TIMEOUT = 300.0
 
 
 class _SseChannel:
@@ -56,21 +51,7 @@ class _SseChannel:
         self.listener.push(encode(Notification(method=method, params=params)))
 
     async def request(self, method: str, params: Raw) -> Raw:
-        request_id = self.gateway.next_request_id()
-        key = (self.session_id, request_id)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.gateway.client_requests[key] = future
-        try:
-            self.listener.push(encode(RpcRequest(id=request_id, method=method, params=params)))
-            answer: Message = await asyncio.wait_for(future, _CLIENT_ANSWER_TIMEOUT)
-        except TimeoutError:
-            raise GatewayError(f"the client did not answer {method} within {_CLIENT_ANSWER_TIMEOUT:.0f}s") from None
-        finally:
-            self.gateway.client_requests.pop(key, None)
-        if answer.error is not UNSET:
-            error = msgspec.json.decode(answer.error)
-            raise GatewayError(str(error.get("message", "client error")), error.get("data"), code=error.get("code"))
-        return answer.result  # type: ignore[return-value]
+        return await self.gateway.ask_client(self.session_id, method, params, self.listener.push)
 
 
 class LegacySseEndpoints:

@@ -25,7 +25,6 @@ from aggregator.protocol.errors import GatewayError, InvalidRequest
 from aggregator.protocol.jsonrpc import (
     Message,
     Notification,
-    Request,
     ResultResponse,
     decode_message,
     decode_params,
@@ -73,21 +72,7 @@ class StdioServer:
         self.write(encode(Notification(method=method, params=params)))
 
     async def request(self, method: str, params: Raw) -> Raw:
-        request_id = self.gateway.next_request_id()
-        key = (_SESSION, request_id)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.gateway.client_requests[key] = future
-        try:
-            self.write(encode(Request(id=request_id, method=method, params=params)))
-            answer: Message = await asyncio.wait_for(future, 300)
-        except TimeoutError:
-            raise GatewayError(f"the client did not answer {method} within 300s") from None
-        finally:
-            self.gateway.client_requests.pop(key, None)
-        if answer.error is not UNSET:
-            error = msgspec.json.decode(answer.error)
-            raise GatewayError(str(error.get("message", "client error")), error.get("data"), code=error.get("code"))
-        return answer.result  # type: ignore[return-value]
+        return await self.gateway.ask_client(_SESSION, method, params, self.write)
 
     # -- messages -------------------------------------------------------------------------------
 

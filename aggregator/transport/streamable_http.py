@@ -35,7 +35,6 @@ from aggregator.protocol.errors import (
 from aggregator.protocol.jsonrpc import (
     Message,
     Notification,
-    Request,
     RequestId,
     ResultResponse,
     decode_message,
@@ -63,7 +62,6 @@ __all__ = ["PostChannel", "StreamableHttpEndpoint"]
 log = logging.getLogger("aggregator.http")
 
 _ROUTING_HEADERS = {"mcp-protocol-version", "mcp-method", "mcp-name"}
-_CLIENT_ANSWER_TIMEOUT = 300.0
 _KEEPALIVE = 15.0
 _WATCH_AFTER = 0.05  # seconds a call runs before the gateway starts watching for the client leaving
 _SESSION_HEADER = b"mcp-session-id"
@@ -97,21 +95,7 @@ class PostChannel:
             raise MissingClientCapability(
                 f"the client accepts no event stream on this request, so {method} cannot reach it"
             )
-        request_id = self.gateway.next_request_id()
-        key = (self.session_id, request_id)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.gateway.client_requests[key] = future
-        try:
-            self._enqueue(encode(Request(id=request_id, method=method, params=params)))
-            answer: Message = await asyncio.wait_for(future, _CLIENT_ANSWER_TIMEOUT)
-        except TimeoutError:
-            raise GatewayError(f"the client did not answer {method} within {_CLIENT_ANSWER_TIMEOUT:.0f}s") from None
-        finally:
-            self.gateway.client_requests.pop(key, None)
-        if answer.error is not UNSET:
-            error = msgspec.json.decode(answer.error)
-            raise GatewayError(str(error.get("message", "client error")), error.get("data"), code=error.get("code"))
-        return answer.result  # type: ignore[return-value]
+        return await self.gateway.ask_client(self.session_id, method, params, self._enqueue)
 
     def _enqueue(self, data: bytes) -> None:
         if self._done or not self.sse:

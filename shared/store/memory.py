@@ -13,7 +13,7 @@ import msgspec
 
 from shared.events import ToolUpdateEvent
 from shared.records import ServerRecord, SessionRecord
-from shared.store.protocols import GLOBAL_SCOPE, AuthEvent, AuthServerMetrics
+from shared.store.protocols import AUTH_COUNTERS, AUTH_TIMESTAMPS, GLOBAL_SCOPE, AuthEvent, AuthServerMetrics
 
 __all__ = [
     "MemoryAuthMetrics",
@@ -139,31 +139,16 @@ class MemoryRateLimiter:
         self._hits.pop(key, None)
 
 
-_COUNTERS: dict[str, str] = {
-    "login_attempt": "login_attempts",
-    "login_success": "login_successes",
-    "login_failure": "login_failures",
-    "rate_limit_block": "rate_limit_blocks",
-    "logout_attempt": "logout_attempts",
-    "logout_success": "logout_successes",
-}
-_TIMESTAMPS: dict[str, str] = {
-    "login_attempt": "last_attempt_at",
-    "login_success": "last_success_at",
-    "login_failure": "last_failure_at",
-}
-
-
 class MemoryAuthMetrics:
     def __init__(self) -> None:
         self._servers: dict[str, AuthServerMetrics] = {}
 
     async def record(self, server: str, event: AuthEvent, *, at: float | None = None) -> None:
         metrics = self._servers.setdefault(server, AuthServerMetrics(server_name=server))
-        field = _COUNTERS[event]
+        field = AUTH_COUNTERS[event]
         setattr(metrics, field, getattr(metrics, field) + 1)
-        if event in _TIMESTAMPS:
-            setattr(metrics, _TIMESTAMPS[event], time.time() if at is None else at)
+        if event in AUTH_TIMESTAMPS:
+            setattr(metrics, AUTH_TIMESTAMPS[event], time.time() if at is None else at)
 
     async def server(self, server: str) -> AuthServerMetrics | None:
         metrics = self._servers.get(server)

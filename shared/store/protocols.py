@@ -17,6 +17,8 @@ from shared.events import ToolUpdateEvent
 from shared.records import ServerRecord, SessionRecord
 
 __all__ = [
+    "AUTH_COUNTERS",
+    "AUTH_TIMESTAMPS",
     "GLOBAL_SCOPE",
     "AuthEvent",
     "AuthMetricsStore",
@@ -42,6 +44,23 @@ AuthEvent = Literal[
 
 class StoreUnavailable(Exception):
     """The backing service (Redis) cannot be reached; the message names where and why."""
+
+
+AUTH_COUNTERS: dict[str, str] = {
+    "login_attempt": "login_attempts",
+    "login_success": "login_successes",
+    "login_failure": "login_failures",
+    "rate_limit_block": "rate_limit_blocks",
+    "logout_attempt": "logout_attempts",
+    "logout_success": "logout_successes",
+}
+"""Which AuthServerMetrics counter each AuthEvent increments."""
+AUTH_TIMESTAMPS: dict[str, str] = {
+    "login_attempt": "last_attempt_at",
+    "login_success": "last_success_at",
+    "login_failure": "last_failure_at",
+}
+"""Which AuthServerMetrics time each AuthEvent sets."""
 
 
 class FencedOut(Exception):

@@ -31,7 +31,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from shared.events import ToolUpdateEvent, decode_event, encode_event
 from shared.records import ServerRecord, SessionRecord
-from shared.store.protocols import GLOBAL_SCOPE, AuthEvent, AuthServerMetrics, FencedOut, StoreUnavailable
+from shared.store.protocols import (
+    AUTH_COUNTERS,
+    AUTH_TIMESTAMPS,
+    GLOBAL_SCOPE,
+    AuthEvent,
+    AuthServerMetrics,
+    FencedOut,
+    StoreUnavailable,
+)
 
 __all__ = ["RedisStores", "open_redis_stores"]
 
@@ -91,20 +99,6 @@ end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[2]) else redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
 return 1
 """
-
-_COUNTERS = {
-    "login_attempt": "login_attempts",
-    "login_success": "login_successes",
-    "login_failure": "login_failures",
-    "rate_limit_block": "rate_limit_blocks",
-    "logout_attempt": "logout_attempts",
-    "logout_success": "logout_successes",
-}
-_TIMESTAMPS = {
-    "login_attempt": "last_attempt_at",
-    "login_success": "last_success_at",
-    "login_failure": "last_failure_at",
-}
 
 
 class _Keys:
@@ -264,9 +258,9 @@ class RedisAuthMetrics(_Part):
         with _translated(self.where):
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.sadd(self.keys.auth_servers(), server)
-                pipe.hincrby(key, _COUNTERS[event], 1)
-                if event in _TIMESTAMPS:
-                    pipe.hset(key, _TIMESTAMPS[event], repr(time.time() if at is None else at))
+                pipe.hincrby(key, AUTH_COUNTERS[event], 1)
+                if event in AUTH_TIMESTAMPS:
+                    pipe.hset(key, AUTH_TIMESTAMPS[event], repr(time.time() if at is None else at))
                 await pipe.execute()
 
     async def server(self, server: str) -> AuthServerMetrics | None:
