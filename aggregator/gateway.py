@@ -25,7 +25,7 @@ from aggregator.mrtr import InputBroker
 from aggregator.notify import NotificationHub
 from aggregator.pool import SessionConnectionPool
 from aggregator.protocol.errors import GatewayError
-from aggregator.protocol.jsonrpc import Message, Params, Request, RequestId, decode_message, encode
+from aggregator.protocol.jsonrpc import Message, Notification, Params, Request, RequestId, decode_message, encode
 from aggregator.protocol.sessions import SessionManager
 from aggregator.registry import ServerRegistry
 from aggregator.router import Router
@@ -42,6 +42,13 @@ log = logging.getLogger("aggregator.gateway")
 
 _READY_WAIT = 15.0
 _CLIENT_ANSWER_TIMEOUT = 300.0  # a person may be answering an elicitation
+
+
+def _withdraw(deliver: Callable[[bytes], None], request_id: str, reason: str) -> None:
+    """Tell the client to stop working on a request of ours nobody waits for any more."""
+    with contextlib.suppress(Exception):
+        params = msgspec.json.encode({"requestId": request_id, "reason": reason})
+        deliver(encode(Notification(method="notifications/cancelled", params=Raw(params))))
 
 
 class Gateway:
@@ -146,7 +153,11 @@ class Gateway:
             deliver(encode(Request(id=request_id, method=method, params=params)))
             answer = await asyncio.wait_for(future, _CLIENT_ANSWER_TIMEOUT)
         except TimeoutError:
+            _withdraw(deliver, request_id, "timed out")
             raise GatewayError(f"the client did not answer {method} within {_CLIENT_ANSWER_TIMEOUT:.0f}s") from None
+        except asyncio.CancelledError:
+            _withdraw(deliver, request_id, "the backend withdrew the request")
+            raise
         finally:
             self.client_requests.pop(key, None)
         if answer.error is not UNSET:

@@ -181,3 +181,46 @@ def test_gateway_still_serves_after_all_that(gateway: GatewayProcess) -> None:
     assert response.status_code == 200
     assert [t["name"] for t in response.json()["result"]["tools"]] == ["x_time_convert_time", "x_time_get_current_time"]
     assert "Traceback" not in gateway.log()
+
+
+def initialize(gateway: GatewayProcess, version: str) -> dict:
+    init = {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}
+    reply = post(gateway, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+    assert reply.json()["result"]["protocolVersion"] == version
+    return {"mcp-session-id": reply.headers["mcp-session-id"], "mcp-protocol-version": version}
+
+
+def test_older_versions_are_negotiated_and_unknown_ones_get_the_newest(gateway: GatewayProcess) -> None:
+    for version in ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"):
+        initialize(gateway, version)
+    init = {"protocolVersion": "2030-01-01", "capabilities": {}, "clientInfo": {"name": "future", "version": "1"}}
+    reply = post(gateway, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+    assert reply.json()["result"]["protocolVersion"] == "2025-11-25"
+
+
+def test_2025_03_26_sessions_may_send_batches(gateway: GatewayProcess) -> None:
+    session = initialize(gateway, "2025-03-26")
+    call = {"name": "x_time_get_current_time", "arguments": {"timezone": "UTC"}}
+    batch = [
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": "a", "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": "b", "method": "tools/call", "params": call},
+        {"jsonrpc": "2.0", "id": "c", "method": "tools/nope"},
+    ]
+    replies = {reply["id"]: reply for reply in post(gateway, json_bytes(batch), session).json()}
+    assert set(replies) == {"a", "b", "c"}
+    assert len(replies["a"]["result"]["tools"]) == 2
+    assert "datetime" in replies["b"]["result"]["content"][0]["text"]
+    assert replies["c"]["error"]["code"] == -32601
+
+
+def test_batches_are_refused_for_later_versions(gateway: GatewayProcess) -> None:
+    session = initialize(gateway, "2025-11-25")
+    response = post(gateway, json_bytes([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]), session)
+    assert response.status_code == 400 and "2025-03-26" in response.json()["error"]["message"]
+
+
+def json_bytes(value: object) -> bytes:
+    import json
+
+    return json.dumps(value).encode()

@@ -123,3 +123,27 @@ def test_serve_reports_a_port_in_use() -> None:
         )
     assert result.returncode == 1
     assert "pick another with --port" in result.stderr
+
+
+def test_sigterm_lets_the_call_in_flight_finish() -> None:
+    import threading
+
+    toolbox = {"name": "tb", "type": "stdio", "command": sys.executable, "args": ["-m", "tests.servers.toolbox"]}
+    with run_gateway({"mcpServers": [toolbox]}) as gateway:
+        outcome: dict[str, object] = {}
+
+        def slow_call() -> None:
+            try:
+                outcome["reply"] = call(gateway.url, "x_tb_slow", {"seconds": 1.5}).json()
+            except Exception as exc:
+                outcome["error"] = exc
+
+        caller = threading.Thread(target=slow_call)
+        caller.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert gateway.stop(signal.SIGTERM) == 0
+        caller.join(10)
+    assert "error" not in outcome, outcome
+    assert outcome["reply"]["result"]["content"][0]["text"] == "slept 1.5"  # type: ignore[index]
+    assert time.monotonic() - started < 10

@@ -104,6 +104,7 @@ class BackendConnection:
         self._progress: dict[str, CallSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watched: set[str] = set()
+        self._answering: dict[RequestId, asyncio.Task[None]] = {}  # backend requests being put to clients
         self._listener: asyncio.Task[None] | None = None
 
     # -- what the rest of the gateway uses --------------------------------------------------
@@ -190,10 +191,11 @@ class BackendConnection:
     async def aclose(self) -> None:
         """Close the transport, fail what is in flight, stop background tasks."""
         self._lose("connection closed by the gateway", notify=False)
-        for task in list(self._tasks):
+        pending = [*self._tasks, *self._answering.values()]
+        for task in pending:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2)
+        if pending:
+            await asyncio.wait(pending, timeout=2)
         await self._close()
 
     # -- for subclasses ----------------------------------------------------------------------
@@ -292,7 +294,9 @@ class BackendConnection:
         elif kind == "notification":
             self._on_backend_notification(message, via)
         else:
-            self._spawn(self._answer(message, via))
+            task = asyncio.ensure_future(self._answer(message, via))
+            self._answering[message.id] = task  # type: ignore[index]
+            task.add_done_callback(lambda _t, key=message.id: self._answering.pop(key, None))  # type: ignore[misc]
 
     def _lose(self, reason: str, *, notify: bool = True) -> None:
         """Mark the connection dead and fail every call waiting on it."""
@@ -343,6 +347,13 @@ class BackendConnection:
             if sink is not None:
                 self._spawn(sink.notify(method, params))
             return
+        if method == "notifications/cancelled":
+            # The backend withdrew a question it asked a client: stop waiting (the client is told).
+            request_id = params.get("requestId")
+            task = self._answering.get(msgspec.json.decode(request_id)) if request_id is not None else None
+            if task is not None:
+                task.cancel()
+                return
         if method == "notifications/message":
             sink = self._call_sink(via)
             if sink is not None:

@@ -40,6 +40,7 @@ from aggregator.protocol.jsonrpc import (
     decode_message,
     decode_params,
     encode,
+    error_response,
     raw,
 )
 from aggregator.transport.http_common import (
@@ -55,6 +56,7 @@ from aggregator.transport.http_common import (
     sse_event,
     start_sse,
 )
+from shared.records import SessionRecord
 from shared.store.protocols import StoreUnavailable
 
 __all__ = ["PostChannel", "StreamableHttpEndpoint"]
@@ -190,15 +192,16 @@ class StreamableHttpEndpoint:
             )
             return
         try:
-            message = decode_message(body)
-            assert isinstance(message, Message)
+            session_id = headers.get("mcp-session-id")
+            message = decode_message(body, allow_batch=session_id is not None)
         except GatewayError as exc:
             await send_error(send, exc, status=400)
             return
-        session_id = headers.get("mcp-session-id")
         if session_id is not None:
             await self._legacy(receive, send, headers, message, session_id, wants_sse)
-        elif message.method == "initialize":
+            return
+        assert isinstance(message, Message)
+        if message.method == "initialize":
             await self._initialize(send, message)
         else:
             await self._modern(receive, send, headers, repeated, message, wants_sse)
@@ -297,7 +300,7 @@ class StreamableHttpEndpoint:
         receive: Receive,
         send: Send,
         headers: dict[str, str],
-        message: Message,
+        message: Message | list[Message],
         session_id: str,
         wants_sse: bool,
     ) -> None:
@@ -319,6 +322,9 @@ class StreamableHttpEndpoint:
                 ),
                 status=400,
             )
+            return
+        if isinstance(message, list):
+            await self._batch(send, message, session, session_id)
             return
         kind = message.kind
         if kind != "request":
@@ -360,6 +366,51 @@ class StreamableHttpEndpoint:
                 await send_bytes(send, 202, b"")
         finally:
             self.gateway.inflight.pop(key, None)
+
+    async def _batch(self, send: Send, messages: list[Message], session: SessionRecord, session_id: str) -> None:
+        """2025-03-26 JSON-RPC batches: answer every request in one JSON array."""
+        if session.protocol_version != "2025-03-26":
+            await send_error(
+                send,
+                InvalidRequest(
+                    f"JSON-RPC batches exist only in 2025-03-26; this session speaks {session.protocol_version}"
+                ),
+                status=400,
+            )
+            return
+        calls = []
+        for message in messages:
+            if message.kind == "response":
+                await self.gateway.client_answered(session_id, message)
+            elif message.kind == "notification":
+                if message.method == "notifications/cancelled":
+                    self._cancel(session_id, message)
+            else:
+                calls.append(self._batched_call(message, session, session_id))
+        if not calls:
+            await send_bytes(send, 202, b"")
+            return
+        replies = await asyncio.gather(*calls)
+        await send_bytes(send, 200, b"[" + b",".join(replies) + b"]")
+
+    async def _batched_call(self, message: Message, session: SessionRecord, session_id: str) -> bytes:
+        assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET
+        try:
+            params = decode_params(message.params)
+            meta = decode_params(params["_meta"]) if "_meta" in params else {}
+        except GatewayError as exc:
+            return error_response(message.id, exc)
+        channel = PostChannel(self.gateway, None, sse=False, session_id=session_id)
+        ctx = CallContext(
+            request_id=message.id,
+            method=message.method,
+            protocol_version=session.protocol_version,
+            meta=meta,
+            session=session,
+            channel=channel,
+        )
+        body, _ = await self.gateway.router.dispatch(ctx, params)
+        return body
 
     def _cancel(self, session_id: str, message: Message) -> None:
         try:
