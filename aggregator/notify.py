@@ -96,12 +96,5 @@ class NotificationHub:
             if uri in listener.uris:
                 listener.deliver("notifications/resources/updated", {"uri": uri})
 
-    def subscribed_uris(self) -> set[str]:
-        """Every URI some stream on this replica wants updates for."""
-        uris: set[str] = set()
-        for listener in self._listeners:
-            uris |= listener.uris
-        return uris
-
     def session_listener(self, session_id: str) -> Listener | None:
         return next((item for item in self._listeners if item.session_id == session_id), None)

@@ -41,11 +41,6 @@ class SessionConnectionPool:
         self._failures: dict[tuple[str, str], tuple[float, GatewayError]] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
-    def peek(self, server: str, scope: str = GLOBAL_SCOPE) -> BackendConnection | None:
-        """The live connection, if there is one, without opening anything."""
-        conn = self._connections.get((scope, server))
-        return conn if conn is not None and conn.alive else None
-
     async def get(self, server: str, scope: str = GLOBAL_SCOPE) -> BackendConnection:
         """The live connection, opened on first use (replicas connect lazily)."""
         conn = self._connections.get((scope, server))
@@ -70,10 +65,6 @@ class SessionConnectionPool:
 
     async def evict(self, server: str, scope: str = GLOBAL_SCOPE) -> None:
         await self._discard((scope, server))
-
-    async def evict_server(self, server: str) -> None:
-        for key in [k for k in self._connections if k[1] == server]:
-            await self._discard(key)
 
     async def drain_all(self) -> None:
         """Close every connection (graceful shutdown)."""

@@ -26,9 +26,6 @@ class Router:
         self._modern: dict[str, Handler] = method_table(server, modern=True)
         self._legacy: dict[str, Handler] = method_table(server, modern=False)
 
-    def knows(self, method: str, *, modern: bool) -> bool:
-        return method in (self._modern if modern else self._legacy)
-
     async def dispatch(self, ctx: CallContext, params: Params) -> tuple[bytes, int | None]:
         """Run the handler; return the encoded response and the error code, if any."""
         try:

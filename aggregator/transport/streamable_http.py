@@ -81,10 +81,6 @@ class PostChannel:
         self._writer: asyncio.Task[None] | None = None
         self._done = False
 
-    @property
-    def streaming(self) -> bool:
-        return self._writer is not None
-
     async def notify(self, method: str, params: Raw) -> None:
         data = encode(Notification(method=method, params=params))
         if not self.sse and self.session_id is not None:
