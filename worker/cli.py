@@ -82,9 +82,12 @@ class Worker:
         pool.on_lost = supervisor.connection_lost
         supervising = asyncio.create_task(supervisor.run(), name="supervisor")
         try:
-            done, _ = await asyncio.wait({supervising, renewer}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # raises LeadershipLost / FencedOut
+            # Lead until the lease is lost (the renewer raises) or supervision fails; with no
+            # backends to supervise, keep the lease anyway rather than re-electing in a loop.
+            await asyncio.wait({supervising, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            if supervising.done():
+                supervising.result()
+            await renewer
         finally:
             supervising.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeadershipLost, FencedOut):
