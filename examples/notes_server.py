@@ -1,6 +1,6 @@
 """An example MCP server for the README: a shared notebook over streamable HTTP.
 
-    python examples/notes_server.py --port 8201
+python examples/notes_server.py --port 8201
 """
 
 from __future__ import annotations

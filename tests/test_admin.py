@@ -63,6 +63,7 @@ def test_admin_api_is_off_without_a_token() -> None:
         assert httpx.get(f"{gateway.base}/admin/tools", headers={"authorization": "Bearer x"}).status_code == 404
 
 
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")  # deliberately the 2025-11-25 method
 async def test_resource_subscribe_accepts_listed_uris_and_rejects_unknown_ones(gateway: GatewayProcess) -> None:
     async with Client(gateway.url, mode="legacy") as client:
         await client.subscribe_resource("toolbox://toolbox/info")
