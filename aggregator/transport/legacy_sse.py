@@ -31,6 +31,7 @@ from aggregator.protocol.jsonrpc import (
     encode,
     error_response,
 )
+from aggregator.transport.http_common import BodyTooLarge, ClientGone, read_body
 
 __all__ = ["LegacySseEndpoints"]
 
@@ -98,9 +99,12 @@ class LegacySseEndpoints:
 
     async def message(self, request: Request) -> Response:
         session_id = request.query_params.get("session_id", "")
-        body = await request.body()
-        if len(body) > self.limit:
+        try:
+            body = await read_body(request.receive, self.limit, request.headers.get("content-length"))
+        except BodyTooLarge:
             return _error(413, f"Request body larger than {self.limit} bytes (aggregator.maxBodyBytes)")
+        except ClientGone:
+            return Response(status_code=400)
         try:
             message = decode_message(body)
             assert isinstance(message, Message)
