@@ -224,3 +224,11 @@ def json_bytes(value: object) -> bytes:
     import json
 
     return json.dumps(value).encode()
+
+
+def test_legacy_sse_message_endpoint_rejects_bad_input(gateway: GatewayProcess) -> None:
+    url = f"{gateway.base}/message?session_id=nope"
+    assert httpx.post(url, content=b"x" * 5000, headers={"content-type": "application/json"}).status_code == 413
+    assert httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    unknown = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert unknown.status_code == 404 and "GET /sse" in unknown.json()["error"]["message"]
