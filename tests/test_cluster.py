@@ -212,12 +212,23 @@ async def sse_messages(response: httpx.Response):  # type: ignore[no-untyped-def
             event = "message"
 
 
-async def test_backend_list_change_reaches_a_client_on_the_other_replica(cluster: LocalCluster) -> None:
-    async with Client(f"{cluster.replica_url(1)}/mcp", mode="2026-07-28") as watcher:
+async def test_backend_list_change_reaches_clients_of_both_eras_on_the_other_replica(cluster: LocalCluster) -> None:
+    legacy_seen = asyncio.Event()
+
+    async def on_message(message: object) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            legacy_seen.set()
+
+    async with (
+        Client(f"{cluster.replica_url(1)}/mcp", mode="2026-07-28") as watcher,
+        Client(f"{cluster.replica_url(1)}/mcp", mode="legacy", message_handler=on_message) as legacy_watcher,
+    ):
+        await legacy_watcher.list_tools()
         async with watcher.listen(tools_list_changed=True) as events:
             async with Client(f"{cluster.replica_url(0)}/mcp", mode="legacy") as actor:
                 await actor.call_tool("x_tb_add_tool", {"tool": "cluster_fresh"})
             await asyncio.wait_for(anext(aiter(events)), 15)
+            await asyncio.wait_for(legacy_seen.wait(), 15)
         deadline = time.monotonic() + 10
         while "x_tb_cluster_fresh" not in [t.name for t in (await watcher.list_tools()).tools]:
             assert time.monotonic() < deadline

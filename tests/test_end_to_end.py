@@ -121,6 +121,8 @@ async def test_blocked_tool_is_refused_with_how_to_allow_it(gateway: GatewayProc
             await client.call_tool("x_alpha_kubectl_delete", {"resource": "pods"})
         with pytest.raises(MCPError, match="Unknown tool"):
             await client.call_tool("x_alpha_no_such_tool", {})
+        with pytest.raises(MCPError, match=r"blocked.*x_kube_kubectl_delete"):  # the family path too
+            await client.call_tool("x_kube_kubectl_delete", {"server": "kube-eu", "resource": "pods"})
 
 
 # -- failures -------------------------------------------------------------------------------------
