@@ -1,28 +1,54 @@
-"""Serving a test server's ASGI app under uvicorn, announcing `READY <url>` once it listens."""
+"""Serving a test server's ASGI app under uvicorn, announcing `READY <url>` on stdout once it listens."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import importlib.util
 from typing import Any
 
 import uvicorn
 
-__all__ = ["serve"]
+__all__ = ["add_address_arguments", "run"]
+
+_UVLOOP = importlib.util.find_spec("uvloop") is not None
+_HTTPTOOLS = importlib.util.find_spec("httptools") is not None
+
+
+def add_address_arguments(parser: argparse.ArgumentParser, *, port_required: bool) -> None:
+    """`--host` (default 127.0.0.1) and `--port` (0 picks a free one; READY names the real one)."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=port_required, default=0)
 
 
 class _Announcing(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
+    def __init__(self, config: uvicorn.Config, path: str) -> None:
         super().__init__(config)
-        self.url = url
+        self.path = path
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
         if self.started:
-            print(f"READY {self.url}", flush=True)
+            port = self.servers[0].sockets[0].getsockname()[1]
+            print(f"READY http://{self.config.host}:{port}{self.path}", flush=True)
 
 
-async def serve(app: Any, host: str, port: int, path: str) -> None:
-    """Serve until stopped (uvloop + httptools, no access log)."""
+def run(app: Any, host: str, port: int, path: str) -> None:
+    """Serve until stopped (SIGTERM/SIGINT): uvloop and httptools when installed, no access log."""
     config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        http="httptools" if _HTTPTOOLS else "h11",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=1,  # open SSE and listen streams would hold a graceful stop forever
     )
-    await _Announcing(config, f"http://{host}:{port}{path}").serve()
+    serving = _Announcing(config, path).serve()
+    if _UVLOOP:
+        import uvloop
+
+        uvloop.run(serving)
+    else:
+        asyncio.run(serving)

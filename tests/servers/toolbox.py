@@ -1,80 +1,135 @@
 """The test suite's backend: an official-SDK MCPServer with every behaviour the gateway must carry.
 
-    python -m tests.servers.toolbox --name NAME --transport stdio|sse|streamable-http [--port N] [--legacy-only]
+    python -m tests.servers.toolbox --name NAME --transport stdio|sse|streamable-http
+        [--host 127.0.0.1] [--port N] [--legacy-only]
 
-Tools: echo, whoami, kubectl_delete (a destructive name), slow, crash (kills the process
-mid-call), add_tool / remove_tool (list changes), progress, ask_name (elicitation), sample
-(sampling), list_roots (roots). Each question to the client uses the form of the caller's era:
-an `InputRequiredResult` for 2026-07-28, a server-to-client request for 2025-11-25.
-Resources `toolbox://NAME/info` and the template `toolbox://NAME/items/{item}`; a prompt
-`greet` with argument completion.
+Tools: echo, whoami (the --name), kubectl_delete (a destructive name), slow, crash (kills the
+process mid-call), add_tool / remove_tool (announce a tools list change to every client: 2026-07-28
+`subscriptions/listen` streams and 2025-11-25 sessions alike), progress, ask_name (elicitation),
+sample (sampling), list_roots (roots). The questions use the SDK's resolvers, which ask in the
+caller's era: an `InputRequiredResult` round trip for 2026-07-28, a server-to-client request
+for 2025-11-25. Resources `toolbox://NAME/info` and `toolbox://NAME/items/{item}`; a prompt
+`greet` whose `who` argument completes.
 
-`--legacy-only` makes it behave like a server from before 2026-07-28: over HTTP a request that
-is not part of an initialized session gets `400` with a plain-text body; over stdio
-`server/discover` is an unknown method. HTTP transports print `READY <url>` once listening.
+HTTP transports serve `/mcp` (streamable HTTP) or `/sse` + `/messages/` (HTTP+SSE) and print
+`READY <url>` once listening; stdio prints nothing but protocol to stdout.
+
+`--legacy-only` plays a server from before 2026-07-28, which knows only the initialize handshake:
+over streamable HTTP a POST with a protocol-version header it does not know (2026-07-28), or
+without a session that is not `initialize`, gets `400` with a plain-text body; over stdio and
+HTTP+SSE the 2026-07-28 `_meta` envelope is stripped from every request before the SDK reads it,
+so `server/discover` is an unknown method (-32601) and anything sent before `initialize` is
+refused, just as by a 2025-11-25 server.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import sys
-from typing import Any
+import threading
+from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import (
+    AcceptedElicitation,
+    Context,
+    Elicit,
+    ElicitationResult,
+    ListRoots,
+    MCPServer,
+    Resolve,
+    Sample,
+    UserMessage,
+)
+from mcp.server.session import ServerSession
 from mcp_types import (
-    CallToolResult,
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    PROTOCOL_VERSION_META_KEY,
     Completion,
-    CreateMessageRequest,
-    CreateMessageRequestParams,
-    ElicitRequest,
-    ElicitRequestFormParams,
-    InputRequiredResult,
-    ListRootsRequest,
+    CompletionArgument,
+    CreateMessageResult,
+    ListRootsResult,
     PromptReference,
     SamplingMessage,
     TextContent,
 )
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.servers.http import serve
+from tests.servers.http import add_address_arguments, run
 
-MODERN = "2026-07-28"
+
+class LegacySessions:
+    """Middleware keeping the live 2025-11-25 sessions, so list changes reach every one of them.
+
+    A 2026-07-28 client hears of changes on its `subscriptions/listen` stream (the SDK's
+    subscription bus); a 2025-11-25 session hears of them on its own standalone channel (the GET
+    stream, stdio, the SSE stream), which the SDK only reaches through one of that session's
+    requests, so each is kept from its `notifications/initialized` on. The SDK offers no hook
+    for a connection's end; a gone session's notification is dropped by the SDK.
+    """
+
+    def __init__(self) -> None:
+        self.sessions: list[ServerSession] = []
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method == "notifications/initialized":
+            self.sessions.append(ctx.session)
+        elif ctx.method == "initialize" and isinstance(result, dict):
+            # The SDK advertises `listChanged: false` to handshake clients; these tools do change.
+            result.setdefault("capabilities", {}).setdefault("tools", {})["listChanged"] = True
+        return result
+
+    async def tools_changed(self) -> None:
+        for session in list(self.sessions):
+            with anyio.move_on_after(2):
+                await session.send_tool_list_changed()
+
+
+class NameForm(BaseModel):
+    name: str
+
+
+def _ask_name() -> Elicit[NameForm]:
+    return Elicit("What is your name?", NameForm)
+
+
+def _sample(prompt: str) -> Sample:
+    return Sample([SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=100)
+
+
+def _roots() -> ListRoots:
+    return ListRoots()
 
 
 def build(name: str) -> MCPServer:
-    server = MCPServer(f"toolbox-{name}", version="1.0.0", instructions=f"Test toolbox {name}.")
-    sessions: set[Any] = set()
+    """The toolbox called `name`."""
+    legacy = LegacySessions()
+    server = MCPServer(f"toolbox-{name}", version="1.0.0", instructions=f"Test toolbox {name}.", middleware=[legacy])
 
-    async def tell_lists_changed(ctx: Context) -> None:
-        await ctx.notify_tools_changed()  # 2026-07-28 subscriptions/listen streams
-        for session in list(sessions):  # 2025-11-25 sessions, the caller's and everyone else's
-            try:
-                await session.send_tool_list_changed()
-            except Exception:
-                sessions.discard(session)
-
-    def remember(ctx: Context) -> None:
-        if ctx.protocol_version != MODERN:
-            sessions.add(ctx.session)
+    async def tools_changed(ctx: Context) -> None:
+        await ctx.notify_tools_changed()
+        await legacy.tools_changed()
 
     @server.tool()
-    def echo(text: str, ctx: Context) -> str:
+    def echo(text: str) -> str:
         """Return the text."""
-        remember(ctx)
         return text
 
     @server.tool()
-    def whoami(ctx: Context) -> str:
+    def whoami() -> str:
         """Name this instance (tells family instances apart)."""
-        remember(ctx)
         return name
 
     @server.tool()
     def kubectl_delete(resource: str) -> str:
-        """A tool with a destructive name, for the denylist."""
+        """A tool with a destructive name."""
         return f"deleted {resource}"
 
     @server.tool()
@@ -90,20 +145,20 @@ def build(name: str) -> MCPServer:
 
     @server.tool()
     async def add_tool(tool: str, ctx: Context) -> str:
-        """Register a new tool at run time and announce the list change."""
+        """Register a tool named `tool` at run time and announce the list change."""
 
         def added() -> str:
             return f"{tool} from {name}"
 
         server.add_tool(added, name=tool, description=f"Added at run time: {tool}")
-        await tell_lists_changed(ctx)
+        await tools_changed(ctx)
         return f"added {tool}"
 
     @server.tool()
     async def remove_tool(tool: str, ctx: Context) -> str:
         """Remove a tool added with add_tool and announce the list change."""
         server.remove_tool(tool)
-        await tell_lists_changed(ctx)
+        await tools_changed(ctx)
         return f"removed {tool}"
 
     @server.tool()
@@ -114,39 +169,21 @@ def build(name: str) -> MCPServer:
             await anyio.sleep(0.02)
         return f"done {steps}"
 
-    @server.tool(structured_output=False)
-    async def ask_name(ctx: Context) -> str | CallToolResult | InputRequiredResult:
+    @server.tool()
+    def ask_name(answer: Annotated[ElicitationResult[NameForm], Resolve(_ask_name)]) -> str:
         """Ask the client for a name (elicitation)."""
-        params = ElicitRequestFormParams(
-            message="What is your name?",
-            requested_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-        )
-        answer = await _ask(ctx, "name", ElicitRequest(params=params))
-        if isinstance(answer, InputRequiredResult):
-            return answer
-        if answer.get("action") != "accept":
-            return "declined"
-        return f"hello {answer.get('content', {}).get('name')}"
+        return f"hello {answer.data.name}" if isinstance(answer, AcceptedElicitation) else "declined"
 
-    @server.tool(structured_output=False)
-    async def sample(prompt: str, ctx: Context) -> str | InputRequiredResult:
+    @server.tool()
+    def sample(prompt: str, reply: Annotated[CreateMessageResult, Resolve(_sample)]) -> str:
         """Ask the client's model to answer `prompt` (sampling)."""
-        params = CreateMessageRequestParams(
-            messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=50
-        )
-        answer = await _ask(ctx, "sample", CreateMessageRequest(params=params))
-        if isinstance(answer, InputRequiredResult):
-            return answer
-        content = answer.get("content") or {}
-        return content.get("text", "") if isinstance(content, dict) else str(content)
+        contents = reply.content if isinstance(reply.content, list) else [reply.content]
+        return "".join(c.text for c in contents if isinstance(c, TextContent))
 
-    @server.tool(structured_output=False)
-    async def list_roots(ctx: Context) -> str | InputRequiredResult:
-        """Ask the client for its roots."""
-        answer = await _ask(ctx, "roots", ListRootsRequest())
-        if isinstance(answer, InputRequiredResult):
-            return answer
-        return ",".join(str(root["uri"]) for root in answer.get("roots", []))
+    @server.tool()
+    def list_roots(roots: Annotated[ListRootsResult, Resolve(_roots)]) -> str:
+        """The client's roots, comma-separated."""
+        return ",".join(str(root.uri) for root in roots.roots)
 
     @server.resource(f"toolbox://{name}/info", mime_type="text/plain")
     def info() -> str:
@@ -164,101 +201,132 @@ def build(name: str) -> MCPServer:
         return [UserMessage(f"Hello {who} from {name}")]
 
     @server.completion()
-    async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
-        if isinstance(ref, PromptReference) and argument.name == "who":
-            names = [n for n in ("alice", "bob", "carol") if n.startswith(argument.value)]
+    async def complete(ref: object, argument: CompletionArgument, context: object) -> Completion | None:
+        if isinstance(ref, PromptReference) and ref.name == "greet" and argument.name == "who":
+            names = [n for n in ("alice", "bob") if n.startswith(argument.value)]
             return Completion(values=names, total=len(names), has_more=False)
         return None
 
     return server
 
 
-async def _ask(ctx: Context, key: str, request: Any) -> dict[str, Any] | InputRequiredResult:
-    """Put one question to the client in its era's form; the answer as a plain dict."""
-    if ctx.protocol_version == MODERN:
-        responses = ctx.input_responses or {}
-        if key in responses:
-            return responses[key].model_dump(by_alias=True, exclude_none=True)
-        return InputRequiredResult(input_requests={key: request})
-    session = ctx.session
-    if isinstance(request, ElicitRequest):
-        result = await session.elicit(request.params.message, request.params.requested_schema)
-    elif isinstance(request, CreateMessageRequest):
-        result = await session.create_message(messages=request.params.messages, max_tokens=request.params.max_tokens)
-    else:
-        result = await session.list_roots()
-    return result.model_dump(by_alias=True, exclude_none=True, mode="json")
+# -- --legacy-only --------------------------------------------------------------------------------
+
+_ENVELOPE = (PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY)
 
 
-def _legacy_http(app: Any) -> Any:
-    """Answer like a pre-2026 server: no session and no initialize means 400, not JSON-RPC."""
+def _without_envelope(line: bytes) -> bytes:
+    """One JSON-RPC message as a 2025-11-25 server reads it: without the 2026-07-28 `_meta` envelope."""
+    try:
+        message = json.loads(line)
+        meta = message["params"]["_meta"]
+    except (ValueError, KeyError, TypeError):
+        return line
+    if not isinstance(meta, dict) or not any(key in meta for key in _ENVELOPE):
+        return line
+    for key in _ENVELOPE:
+        meta.pop(key, None)
+    return json.dumps(message).encode() + (b"\n" if line.endswith(b"\n") else b"")
 
-    async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            if headers.get("mcp-protocol-version") == MODERN:
-                body = b"Bad Request: unsupported protocol version"
-                await send(
-                    {"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"text/plain")]}
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await app(scope, receive, send)
+
+async def _read_body(receive: Receive) -> bytes:
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` with the already-read body put back in front of it."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _bad_request(send: Send, reason: str) -> None:
+    await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": f"Bad Request: {reason}".encode()})
+
+
+def _legacy_streamable_http(app: ASGIApp) -> ASGIApp:
+    """Refuse what a 2025-11-25 streamable HTTP server refuses, with a plain-text 400."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        version = headers.get("mcp-protocol-version")
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return await _bad_request(send, f"Unsupported protocol version: {version}")
+        if "mcp-session-id" in headers:
+            return await app(scope, receive, send)
+        body = await _read_body(receive)
+        try:
+            method = json.loads(body).get("method")
+        except (ValueError, AttributeError):
+            method = None
+        if method != "initialize":
+            return await _bad_request(send, "No valid session ID provided")
+        return await app(scope, _replaying(body, receive), send)
 
     return guarded
 
 
-async def _run_http(server: MCPServer, transport: str, host: str, port: int, legacy: bool) -> None:
-    app = server.sse_app() if transport == "sse" else server.streamable_http_app()
-    await serve(_legacy_http(app) if legacy else app, host, port, "/sse" if transport == "sse" else "/mcp")
+def _legacy_sse(app: ASGIApp) -> ASGIApp:
+    """Strip the 2026-07-28 envelope from every message POSTed to an HTTP+SSE session."""
+
+    async def stripped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            body = _without_envelope(await _read_body(receive))
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+            receive = _replaying(body, receive)
+        await app(scope, receive, send)
+
+    return stripped
+
+
+def _legacy_stdin() -> None:
+    """Feed the SDK a stdin without the 2026-07-28 envelope (a relay thread and a pipe)."""
+    wire = sys.stdin.buffer
+    read_fd, write_fd = os.pipe()
+
+    def relay() -> None:
+        with os.fdopen(write_fd, "wb", buffering=0) as pipe:
+            for line in wire:
+                pipe.write(_without_envelope(line))
+
+    threading.Thread(target=relay, name="legacy-stdin", daemon=True).start()
+    sys.stdin = open(read_fd, encoding="utf-8")  # noqa: SIM115 - read by the SDK for the process's life
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", default="toolbox")
     parser.add_argument("--transport", choices=("stdio", "sse", "streamable-http"), default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--legacy-only", action="store_true")
+    parser.add_argument("--legacy-only", action="store_true", help="speak only the 2025-11-25 handshake era")
+    add_address_arguments(parser, port_required=False)
     args = parser.parse_args()
     server = build(args.name)
     if args.transport == "stdio":
         if args.legacy_only:
-            _legacy_stdio()
+            _legacy_stdin()
         server.run("stdio")
-        return
-    asyncio.run(_run_http(server, args.transport, args.host, args.port, args.legacy_only))
-
-
-def _legacy_stdio() -> None:
-    """Answer server/discover as a legacy server would (method not found), then serve normally."""
-    import json
-    import threading
-
-    read_fd, write_fd = os.pipe()
-    real_stdin = sys.stdin.buffer
-
-    def relay() -> None:
-        with os.fdopen(write_fd, "wb", buffering=0) as pipe:
-            for line in real_stdin:
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    message = None
-                if isinstance(message, dict) and message.get("method") == "server/discover":
-                    reply = {
-                        "jsonrpc": "2.0",
-                        "id": message.get("id"),
-                        "error": {"code": -32601, "message": "Method not found"},
-                    }
-                    sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n")
-                    sys.stdout.buffer.flush()
-                    continue
-                pipe.write(line)
-
-    threading.Thread(target=relay, daemon=True).start()
-    os.dup2(read_fd, 0)
-    sys.stdin = os.fdopen(0, "r")
+    elif args.transport == "sse":
+        app: ASGIApp = server.sse_app(host=args.host)
+        run(_legacy_sse(app) if args.legacy_only else app, args.host, args.port, "/sse")
+    else:
+        app = server.streamable_http_app(host=args.host)
+        run(_legacy_streamable_http(app) if args.legacy_only else app, args.host, args.port, "/mcp")
 
 
 if __name__ == "__main__":
