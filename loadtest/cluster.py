@@ -256,15 +256,10 @@ class LocalCluster:
         self._start_redis()
 
     def stop(self) -> None:
-        order = [
-            "haproxy",
-            *[n for n in self.processes if n.startswith("replica")],
-            *[n for n in self.processes if n.startswith("worker")],
-            "redis",
-        ]
-        for name in order:
-            if name in self.processes:
-                self.processes[name].stop()
+        """Stop everything: load balancers, then replicas, then workers, then Redis."""
+        rank = {"haproxy": 0, "replica": 1, "worker": 2}
+        for name in sorted(self.processes, key=lambda n: rank.get(n.split("-")[0], 3)):
+            self.processes[name].stop()
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -300,6 +295,7 @@ def main() -> int:
     config = yaml.safe_load(Path(args.config).read_text())
     cluster = LocalCluster(config, replicas=args.replicas, workers=args.workers, balance=args.balance, port=args.port)
     print(f"starting {args.replicas} replicas, {args.workers} worker(s), redis and haproxy (logs in {cluster.workdir})")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops everything too
     with cluster:
         print(f"ready: connect MCP clients to {cluster.url}  (Ctrl-C stops everything)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
