@@ -16,7 +16,8 @@ def machine() -> str:
     """When and on what the numbers were taken."""
     info = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "unknown CPU")
-    return f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}."
+    cores = len(os.sched_getaffinity(0))  # what `nproc` prints
+    return f"Measured {datetime.date.today()} on {cores} cores ({cpu}), Python {platform.python_version()}."
 
 
 def write_block(name: str, body: str) -> None:
