@@ -9,10 +9,10 @@ import msgspec
 from msgspec import Raw
 
 from aggregator.protocol import versions as v
-from aggregator.protocol.jsonrpc import Params, RequestId
+from aggregator.protocol.jsonrpc import Message, Params, RequestId, decode_params
 from shared.records import SessionRecord
 
-__all__ = ["CallContext", "ClientChannel"]
+__all__ = ["CallContext", "ClientChannel", "session_call"]
 
 
 class ClientChannel(Protocol):
@@ -65,3 +65,29 @@ class CallContext:
     @property
     def progress_token(self) -> Raw | None:
         return self.meta.get(v.PROGRESS_TOKEN)
+
+
+def session_call(
+    message: Message,
+    session: SessionRecord | None,
+    channel: ClientChannel | None,
+    *,
+    protocol_version: str | None = None,
+    transport_session: str | None = None,
+) -> tuple[CallContext, Params]:
+    """Context and params for a request of a handshake-era session; InvalidParams if params are not an object."""
+    assert isinstance(message.method, str) and isinstance(message.id, int | str)
+    params = decode_params(message.params)
+    meta = decode_params(params["_meta"]) if "_meta" in params else {}
+    version = protocol_version or (session.protocol_version if session is not None else None)
+    assert version is not None
+    ctx = CallContext(
+        request_id=message.id,
+        method=message.method,
+        protocol_version=version,
+        meta=meta,
+        session=session,
+        channel=channel,
+        transport_session=transport_session,
+    )
+    return ctx, params

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from aggregator.cluster import LinkMessage
-from aggregator.context import CallContext
+from aggregator.context import session_call
 from aggregator.gateway import Gateway
 from aggregator.notify import Listener
 from aggregator.protocol import versions as v
@@ -27,7 +27,6 @@ from aggregator.protocol.jsonrpc import (
     Message,
     Notification,
     decode_message,
-    decode_params,
     encode,
     error_response,
 )
@@ -141,26 +140,21 @@ class LegacySseEndpoints:
             task.add_done_callback(lambda _t: self.gateway.inflight.pop(key, None))  # type: ignore[arg-type]
 
     async def _handle(self, session_id: str, listener: Listener, message: Message) -> None:
-        assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET
-        try:
-            params = decode_params(message.params)
-            meta = decode_params(params["_meta"]) if "_meta" in params else {}
-        except GatewayError as exc:
-            listener.push(error_response(message.id, exc))
-            return
         session = await self.gateway.sessions.get(session_id)
         if session is None and message.method != "initialize":
-            listener.push(error_response(message.id, InvalidRequest("Send initialize first")))
+            listener.push(error_response(message.id, InvalidRequest("Send initialize first")))  # type: ignore[arg-type]
             return
-        ctx = CallContext(
-            request_id=message.id,
-            method=message.method,
-            protocol_version=session.protocol_version if session else v.LATEST_HANDSHAKE,
-            meta=meta,
-            session=session,
-            channel=_SseChannel(self.gateway, listener, session_id),
-            transport_session=session_id,
-        )
+        try:
+            ctx, params = session_call(
+                message,
+                session,
+                _SseChannel(self.gateway, listener, session_id),
+                protocol_version=None if session else v.LATEST_HANDSHAKE,
+                transport_session=session_id,
+            )
+        except GatewayError as exc:
+            listener.push(error_response(message.id, exc))  # type: ignore[arg-type]
+            return
         body, _ = await self.gateway.router.dispatch(ctx, params)
         listener.push(body)
 

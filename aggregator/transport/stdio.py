@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.context import CallContext
+from aggregator.context import CallContext, session_call
 from aggregator.gateway import Gateway
 from aggregator.notify import Listener
 from aggregator.protocol import modern
@@ -125,14 +125,7 @@ class StdioServer:
                 session = await self.gateway.sessions.get(self.session_id)
                 if session is None:
                     raise InvalidRequest("the session ended; send initialize again")
-                ctx = CallContext(
-                    request_id=message.id,
-                    method=message.method,
-                    protocol_version=session.protocol_version,
-                    meta=meta,
-                    session=session,
-                    channel=self,
-                )
+                ctx, params = session_call(message, session, self)
         except GatewayError as exc:
             self.write(error_response(message.id, exc))
             return

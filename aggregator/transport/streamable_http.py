@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.context import CallContext
+from aggregator.context import CallContext, session_call
 from aggregator.gateway import Gateway
 from aggregator.notify import Listener
 from aggregator.protocol import modern
@@ -331,23 +331,13 @@ class StreamableHttpEndpoint:
             await send({"type": "http.response.start", "status": 202, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET
-        try:
-            params = decode_params(message.params)
-            meta = decode_params(params["_meta"]) if "_meta" in params else {}
-        except GatewayError as exc:
-            await send_error(send, exc, request_id=message.id)
-            return
         channel = PostChannel(self.gateway, send, sse=wants_sse, session_id=session_id)
-        ctx = CallContext(
-            request_id=message.id,
-            method=message.method,
-            protocol_version=session.protocol_version,
-            meta=meta,
-            session=session,
-            channel=channel,
-        )
-        key = (session_id, message.id)
+        try:
+            ctx, params = session_call(message, session, channel)
+        except GatewayError as exc:
+            await send_error(send, exc, request_id=message.id)  # type: ignore[arg-type]
+            return
+        key = (session_id, ctx.request_id)
         task = asyncio.current_task()
         assert task is not None
         self.gateway.inflight[key] = task
@@ -390,21 +380,11 @@ class StreamableHttpEndpoint:
         await send_bytes(send, 200, b"[" + b",".join(replies) + b"]")
 
     async def _batched_call(self, message: Message, session: SessionRecord, session_id: str) -> bytes:
-        assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET
-        try:
-            params = decode_params(message.params)
-            meta = decode_params(params["_meta"]) if "_meta" in params else {}
-        except GatewayError as exc:
-            return error_response(message.id, exc)
         channel = PostChannel(self.gateway, None, sse=False, session_id=session_id)
-        ctx = CallContext(
-            request_id=message.id,
-            method=message.method,
-            protocol_version=session.protocol_version,
-            meta=meta,
-            session=session,
-            channel=channel,
-        )
+        try:
+            ctx, params = session_call(message, session, channel)
+        except GatewayError as exc:
+            return error_response(message.id, exc)  # type: ignore[arg-type]
         body, _ = await self.gateway.router.dispatch(ctx, params)
         return body
 
