@@ -18,11 +18,11 @@ from starlette.routing import Route
 from aggregator.admin import admin_routes
 from aggregator.gateway import Gateway
 from aggregator.middleware import OriginCheck
-from aggregator.protocol.errors import InternalError
 from aggregator.transport.http_common import Receive, Scope, Send, send_error
 from aggregator.transport.legacy_sse import LegacySseEndpoints
 from aggregator.transport.streamable_http import StreamableHttpEndpoint
 from shared.config import Config
+from shared.protocol.errors import InternalError
 from shared.store.factory import open_stores
 from shared.store.protocols import Stores
 

@@ -19,19 +19,19 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.backends.base import BackendConnection
-from aggregator.cluster import LinkMessage, ReplicaLink
-from aggregator.mrtr import InputBroker
-from aggregator.notify import NotificationHub
-from aggregator.pool import SessionConnectionPool
-from aggregator.protocol.errors import GatewayError
-from aggregator.protocol.jsonrpc import Message, Notification, Params, Request, RequestId, decode_message, encode
+from aggregator.handlers import AggregatorServer
+from aggregator.input_required import InputBroker
+from aggregator.notifications import NotificationHub
 from aggregator.protocol.sessions import SessionManager
 from aggregator.registry import ServerRegistry
+from aggregator.registry_sync import RegistrySync
+from aggregator.replica_link import LinkMessage, ReplicaLink
 from aggregator.router import Router
-from aggregator.server import AggregatorServer
-from aggregator.sync import RegistrySync
+from shared.backends.base import BackendConnection
 from shared.config import Config
+from shared.pool import SessionConnectionPool
+from shared.protocol.errors import GatewayError
+from shared.protocol.jsonrpc import Message, Notification, Params, Request, RequestId, decode_message, encode
 from shared.store.protocols import Stores
 from shared.telemetry import Telemetry
 from worker.supervisor import BackendSupervisor

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from aggregator.protocol.errors import InvalidRequest
 from aggregator.transport.http_common import Receive, Scope, Send, send_error
+from shared.protocol.errors import InvalidRequest
 
 __all__ = ["OriginCheck"]
 

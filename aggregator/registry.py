@@ -25,8 +25,8 @@ from typing import Any
 import msgspec
 
 from aggregator.denylist import Denylist
-from aggregator.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.config import AggregatorSettings, ServerSpec
+from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.records import ServerRecord
 
 __all__ = ["Catalog", "ItemRoute", "ServerRegistry", "ToolRoute", "fit_name"]

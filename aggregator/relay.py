@@ -13,10 +13,10 @@ import asyncio
 
 from msgspec import Raw
 
-from aggregator.context import CallContext
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import MissingClientCapability
-from aggregator.protocol.jsonrpc import Params, encode
+from aggregator.calls import CallContext
+from shared.protocol import versions as v
+from shared.protocol.errors import MissingClientCapability
+from shared.protocol.jsonrpc import Params, encode
 
 __all__ = ["CAPABILITY_FOR", "Ask", "RelaySink"]
 
@@ -53,7 +53,7 @@ class RelaySink:
             if token is None:
                 return
             params = {**params, v.PROGRESS_TOKEN: token}
-        elif method == "notifications/message" and ctx.modern and v.LOG_LEVEL not in ctx.meta:
+        elif method == "notifications/message" and ctx.stateless and v.LOG_LEVEL not in ctx.meta:
             return  # 2026-07-28: log messages only for requests that asked for them
         await ctx.channel.notify(method, Raw(encode(params)))
 

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 
 from msgspec import Raw
 
-from aggregator.context import CallContext
-from aggregator.protocol.errors import GatewayError, InternalError, MethodNotFound
-from aggregator.protocol.jsonrpc import Params, ResultResponse, encode, error_response
-from aggregator.server import AggregatorServer, method_table
+from aggregator.calls import CallContext
+from aggregator.handlers import AggregatorServer, method_table
+from shared.protocol.errors import GatewayError, InternalError, MethodNotFound
+from shared.protocol.jsonrpc import Params, ResultResponse, encode, error_response
 from shared.store.protocols import StoreUnavailable
 
 __all__ = ["Handler", "Router"]
@@ -23,13 +23,13 @@ Handler = Callable[[CallContext, Params], Awaitable[Raw]]
 class Router:
     def __init__(self, server: AggregatorServer) -> None:
         self.server = server
-        self._modern: dict[str, Handler] = method_table(server, modern=True)
-        self._legacy: dict[str, Handler] = method_table(server, modern=False)
+        self._stateless: dict[str, Handler] = method_table(server, stateless=True)
+        self._session: dict[str, Handler] = method_table(server, stateless=False)
 
     async def dispatch(self, ctx: CallContext, params: Params) -> tuple[bytes, int | None]:
         """Run the handler; return the encoded response and the error code, if any."""
         try:
-            handler = (self._modern if ctx.modern else self._legacy).get(ctx.method)
+            handler = (self._stateless if ctx.stateless else self._session).get(ctx.method)
             if handler is None:
                 raise MethodNotFound(_unknown_method(ctx))
             result = await handler(ctx, params)
@@ -47,8 +47,8 @@ class Router:
 
 
 def _unknown_method(ctx: CallContext) -> str:
-    if ctx.modern and ctx.method in ("initialize", "ping", "logging/setLevel", "resources/subscribe"):
+    if ctx.stateless and ctx.method in ("initialize", "ping", "logging/setLevel", "resources/subscribe"):
         return f"Method not found: {ctx.method} does not exist in protocol {ctx.protocol_version}"
-    if not ctx.modern and ctx.method in ("server/discover", "subscriptions/listen"):
+    if not ctx.stateless and ctx.method in ("server/discover", "subscriptions/listen"):
         return f"Method not found: {ctx.method} needs protocol 2026-07-28; this session speaks {ctx.protocol_version}"
     return f"Method not found: {ctx.method}"

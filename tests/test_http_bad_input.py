@@ -32,7 +32,7 @@ def post(gateway: GatewayProcess, body: bytes | dict, headers: dict | None = Non
     return httpx.post(gateway.url, content=body, headers=merged, timeout=10)
 
 
-def modern_headers(method: str, name: str | None = None) -> dict:
+def stateless_headers(method: str, name: str | None = None) -> dict:
     headers = {"mcp-protocol-version": MODERN, "mcp-method": method}
     if name is not None:
         headers["mcp-name"] = name
@@ -66,7 +66,7 @@ def test_invalid_request_is_rejected(gateway: GatewayProcess, body: object) -> N
 
 def test_unknown_method_is_method_not_found_with_404(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 3, "method": "tools/destroy", "params": {"_meta": META}}
-    response = post(gateway, body, modern_headers("tools/destroy"))
+    response = post(gateway, body, stateless_headers("tools/destroy"))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == -32601
     assert response.json()["id"] == 3
@@ -74,24 +74,24 @@ def test_unknown_method_is_method_not_found_with_404(gateway: GatewayProcess) ->
 
 def test_bad_params_are_invalid_params(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": 42, "_meta": META}}
-    response = post(gateway, body, {**modern_headers("tools/call"), "mcp-name": "42"})
+    response = post(gateway, body, {**stateless_headers("tools/call"), "mcp-name": "42"})
     assert response.json()["error"]["code"] in (-32602, -32020)
     body = {"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"cursor": "not-a-cursor", "_meta": META}}
-    response = post(gateway, body, modern_headers("tools/list"))
+    response = post(gateway, body, stateless_headers("tools/list"))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32602
 
 
 def test_unknown_tool_is_invalid_params_naming_it(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "x_nope", "_meta": META}}
-    response = post(gateway, body, modern_headers("tools/call", "x_nope"))
+    response = post(gateway, body, stateless_headers("tools/call", "x_nope"))
     error = response.json()["error"]
     assert error["code"] == -32602 and "x_nope" in error["message"]
 
 
 def test_missing_meta_fields_are_invalid_params(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {}}
-    response = post(gateway, body, modern_headers("tools/list"))
+    response = post(gateway, body, stateless_headers("tools/list"))
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == -32602 and "clientCapabilities" in error["message"]
@@ -99,7 +99,7 @@ def test_missing_meta_fields_are_invalid_params(gateway: GatewayProcess) -> None
 
 def test_header_body_mismatch_is_header_mismatch(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": {"_meta": META}}
-    response = post(gateway, body, modern_headers("prompts/list"))
+    response = post(gateway, body, stateless_headers("prompts/list"))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32020
     call = {
@@ -108,9 +108,9 @@ def test_header_body_mismatch_is_header_mismatch(gateway: GatewayProcess) -> Non
         "method": "tools/call",
         "params": {"name": "x_time_get_current_time", "_meta": META},
     }
-    response = post(gateway, call, modern_headers("tools/call", "x_time_convert_time"))
+    response = post(gateway, call, stateless_headers("tools/call", "x_time_convert_time"))
     assert response.json()["error"]["code"] == -32020
-    response = post(gateway, call, modern_headers("tools/call"))
+    response = post(gateway, call, stateless_headers("tools/call"))
     assert response.json()["error"]["code"] == -32020 and "Mcp-Name" in response.json()["error"]["message"]
 
 
@@ -125,7 +125,7 @@ def test_base64_encoded_name_header_is_accepted(gateway: GatewayProcess) -> None
         "method": "tools/call",
         "params": {"name": name, "arguments": {"timezone": "UTC"}, "_meta": META},
     }
-    response = post(gateway, call, modern_headers("tools/call", encoded))
+    response = post(gateway, call, stateless_headers("tools/call", encoded))
     assert response.status_code == 200 and "result" in response.json()
 
 
@@ -141,17 +141,17 @@ def test_unsupported_version_lists_supported_ones(gateway: GatewayProcess) -> No
 
 def test_oversized_body_is_413(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 12, "method": "tools/list", "params": {"_meta": META, "pad": "x" * 5000}}
-    response = post(gateway, body, modern_headers("tools/list"))
+    response = post(gateway, body, stateless_headers("tools/list"))
     assert response.status_code == 413
     assert "maxBodyBytes" in response.json()["error"]["message"]
 
 
 def test_foreign_origin_is_403_and_localhost_is_allowed(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 13, "method": "tools/list", "params": {"_meta": META}}
-    response = post(gateway, body, {**modern_headers("tools/list"), "origin": "http://evil.example"})
+    response = post(gateway, body, {**stateless_headers("tools/list"), "origin": "http://evil.example"})
     assert response.status_code == 403
     assert "allowedOrigins" in response.json()["error"]["message"]
-    response = post(gateway, body, {**modern_headers("tools/list"), "origin": f"http://localhost:{gateway.port}"})
+    response = post(gateway, body, {**stateless_headers("tools/list"), "origin": f"http://localhost:{gateway.port}"})
     assert response.status_code == 200
 
 
@@ -177,7 +177,7 @@ def test_other_http_methods_are_405(gateway: GatewayProcess) -> None:
 
 def test_gateway_still_serves_after_all_that(gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 15, "method": "tools/list", "params": {"_meta": META}}
-    response = post(gateway, body, modern_headers("tools/list"))
+    response = post(gateway, body, stateless_headers("tools/list"))
     assert response.status_code == 200
     assert [t["name"] for t in response.json()["result"]["tools"]] == ["x_time_convert_time", "x_time_get_current_time"]
     assert "Traceback" not in gateway.log()

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from aggregator.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from aggregator.registry import ServerRegistry, fit_name
 from shared.config import parse_config
+from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.records import ServerRecord
 
 CONFIG = parse_config(

@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from aggregator.backends.base import BackendConnection
-from aggregator.pool import SessionConnectionPool
-from aggregator.protocol.jsonrpc import Params
+from shared.backends.base import BackendConnection
 from shared.config import Config, ConfigError, load_config
+from shared.pool import SessionConnectionPool
+from shared.protocol.jsonrpc import Params
 from shared.runtime import run
 from shared.store.protocols import FencedOut, StoreUnavailable
 from shared.store.redis import RedisStores, open_redis_stores

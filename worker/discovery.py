@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from aggregator.backends.base import BackendConnection
-from aggregator.protocol.errors import BackendError
-from aggregator.protocol.jsonrpc import raw
+from shared.backends.base import BackendConnection
+from shared.protocol.errors import BackendError
+from shared.protocol.jsonrpc import raw
 from shared.records import ServerRecord
 
 __all__ = ["LISTS", "discover", "health_check"]
@@ -73,7 +73,7 @@ async def _list_all(conn: BackendConnection, method: str, key: str) -> list[dict
 
 async def health_check(conn: BackendConnection, timeout: float) -> None:
     """Raise unless the backend answers: `server/discover` on 2026-07-28 (no ping there), else `ping`."""
-    reply = await conn.request("server/discover" if conn.modern else "ping", timeout=timeout)
+    reply = await conn.request("server/discover" if conn.stateless else "ping", timeout=timeout)
     if reply.error is not UNSET:
         error = msgspec.json.decode(reply.error)
         raise BackendError(

@@ -14,11 +14,11 @@ import logging
 import time
 from collections.abc import Iterable
 
-from aggregator.backends.base import BackendConnection
-from aggregator.pool import SessionConnectionPool
-from aggregator.protocol.errors import GatewayError
+from shared.backends.base import BackendConnection
 from shared.config import ServerSpec
 from shared.events import ToolUpdateEvent
+from shared.pool import SessionConnectionPool
+from shared.protocol.errors import GatewayError
 from shared.records import ServerRecord
 from shared.store.protocols import FencedOut, Stores
 from worker.discovery import LISTS, discover, health_check

@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import InvalidParams
-from aggregator.protocol.jsonrpc import Params, decode_params
+from shared.protocol import versions as v
+from shared.protocol.errors import InvalidParams
+from shared.protocol.jsonrpc import Params, decode_params
 from shared.records import SessionRecord
 from shared.store.protocols import SessionStore, StoreUnavailable
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aggregator.protocol.errors import GatewayError, InvalidRequest, http_status
-from aggregator.protocol.jsonrpc import RequestId, error_response
+from shared.protocol.errors import GatewayError, InvalidRequest, http_status
+from shared.protocol.jsonrpc import RequestId, error_response
 
 __all__ = [
     "BodyTooLarge",

@@ -17,20 +17,20 @@ from msgspec import UNSET, Raw
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from aggregator.cluster import LinkMessage
-from aggregator.context import session_call
+from aggregator.calls import session_call
 from aggregator.gateway import Gateway
-from aggregator.notify import Listener
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import GatewayError, InvalidRequest
-from aggregator.protocol.jsonrpc import (
+from aggregator.notifications import Listener
+from aggregator.replica_link import LinkMessage
+from aggregator.transport.http_common import BodyTooLarge, ClientGone, read_body
+from shared.protocol import versions as v
+from shared.protocol.errors import GatewayError, InvalidRequest
+from shared.protocol.jsonrpc import (
     Message,
     Notification,
     decode_message,
     encode,
     error_response,
 )
-from aggregator.transport.http_common import BodyTooLarge, ClientGone, read_body
 
 __all__ = ["LegacySseEndpoints"]
 

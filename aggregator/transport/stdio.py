@@ -16,13 +16,14 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.context import CallContext, session_call
+from aggregator.calls import CallContext, session_call
 from aggregator.gateway import Gateway
-from aggregator.notify import Listener
-from aggregator.protocol import modern
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import GatewayError, InvalidRequest
-from aggregator.protocol.jsonrpc import (
+from aggregator.notifications import Listener
+from aggregator.protocol import stateless
+from shared.config import Config
+from shared.protocol import versions as v
+from shared.protocol.errors import GatewayError, InvalidRequest
+from shared.protocol.jsonrpc import (
     Message,
     Notification,
     ResultResponse,
@@ -32,7 +33,6 @@ from aggregator.protocol.jsonrpc import (
     error_response,
     raw,
 )
-from shared.config import Config
 from shared.store.factory import open_stores
 
 __all__ = ["StdioServer", "serve_stdio"]
@@ -109,7 +109,7 @@ class StdioServer:
                     transport_session=_SESSION,
                 )
             elif v.PROTOCOL_VERSION in meta or self.session_id is None:
-                envelope = modern.parse(message.method, params, None)
+                envelope = stateless.parse(message.method, params, None)
                 ctx = CallContext(
                     request_id=message.id,
                     method=message.method,

@@ -18,31 +18,10 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.context import CallContext, session_call
+from aggregator.calls import CallContext, session_call
 from aggregator.gateway import Gateway
-from aggregator.notify import Listener
-from aggregator.protocol import modern
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import (
-    GatewayError,
-    HeaderMismatch,
-    InternalError,
-    InvalidParams,
-    InvalidRequest,
-    MissingClientCapability,
-    http_status,
-)
-from aggregator.protocol.jsonrpc import (
-    Message,
-    Notification,
-    RequestId,
-    ResultResponse,
-    decode_message,
-    decode_params,
-    encode,
-    error_response,
-    raw,
-)
+from aggregator.notifications import Listener
+from aggregator.protocol import stateless
 from aggregator.transport.http_common import (
     BodyTooLarge,
     ClientGone,
@@ -55,6 +34,27 @@ from aggregator.transport.http_common import (
     send_error,
     sse_event,
     start_sse,
+)
+from shared.protocol import versions as v
+from shared.protocol.errors import (
+    GatewayError,
+    HeaderMismatch,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MissingClientCapability,
+    http_status,
+)
+from shared.protocol.jsonrpc import (
+    Message,
+    Notification,
+    RequestId,
+    ResultResponse,
+    decode_message,
+    decode_params,
+    encode,
+    error_response,
+    raw,
 )
 from shared.records import SessionRecord
 from shared.store.protocols import StoreUnavailable
@@ -194,15 +194,15 @@ class StreamableHttpEndpoint:
             await send_error(send, exc, status=400)
             return
         if session_id is not None:
-            await self._legacy(receive, send, headers, message, session_id, wants_sse)
+            await self._session(receive, send, headers, message, session_id, wants_sse)
             return
         assert isinstance(message, Message)
         if message.method == "initialize":
             await self._initialize(send, message)
         else:
-            await self._modern(receive, send, headers, repeated, message, wants_sse)
+            await self._stateless(receive, send, headers, repeated, message, wants_sse)
 
-    async def _modern(
+    async def _stateless(
         self,
         receive: Receive,
         send: Send,
@@ -227,7 +227,7 @@ class StreamableHttpEndpoint:
                 raise HeaderMismatch(f"Header mismatch: {sorted(duplicated)[0]} appears more than once")
             params = decode_params(message.params)
             assert isinstance(message.method, str)
-            envelope = modern.parse(message.method, params, headers)
+            envelope = stateless.parse(message.method, params, headers)
         except GatewayError as exc:
             await send_error(send, exc, request_id=request_id, status=http_status(exc.code, 400))  # type: ignore[arg-type]
             return
@@ -273,7 +273,7 @@ class StreamableHttpEndpoint:
         finally:
             if watch is not None:
                 watch.stop()
-        status = 200 if code is None or not ctx.modern else http_status(code)
+        status = 200 if code is None or not ctx.stateless else http_status(code)
         await channel.finish(body, status, headers)
 
     async def _initialize(self, send: Send, message: Message) -> None:
@@ -291,7 +291,7 @@ class StreamableHttpEndpoint:
         extra = [(_SESSION_HEADER, session.id.encode())] if session is not None and code is None else None
         await send_bytes(send, 200 if code is None else 400, body, headers=extra)
 
-    async def _legacy(
+    async def _session(
         self,
         receive: Receive,
         send: Send,

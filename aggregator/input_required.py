@@ -28,10 +28,10 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.context import CallContext
-from aggregator.protocol.errors import InvalidParams
-from aggregator.protocol.jsonrpc import Message, Params, raw
+from aggregator.calls import CallContext
 from aggregator.relay import Ask, RelaySink
+from shared.protocol.errors import InvalidParams
+from shared.protocol.jsonrpc import Message, Params, raw
 
 __all__ = ["STATE_PREFIX", "InputBroker", "drive_input_required", "is_gateway_state"]
 

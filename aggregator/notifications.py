@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 from msgspec import UNSET, Raw
 
-from aggregator.protocol import versions as v
-from aggregator.protocol.jsonrpc import Notification, encode, raw
+from shared.protocol import versions as v
+from shared.protocol.jsonrpc import Notification, encode, raw
 
 __all__ = ["Listener", "NotificationHub"]
 
-log = logging.getLogger("aggregator.notify")
+log = logging.getLogger("aggregator.notifications")
 
 _LIST_METHODS = {
     "tools": "notifications/tools/list_changed",

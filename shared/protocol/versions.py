@@ -10,24 +10,24 @@ __all__ = [
     "GATEWAY_INFO",
     "HANDSHAKE_VERSIONS",
     "LATEST_HANDSHAKE",
-    "LATEST_MODERN",
+    "LATEST_STATELESS",
     "LOG_LEVEL",
-    "MODERN_VERSIONS",
     "PROGRESS_TOKEN",
     "PROTOCOL_VERSION",
     "SERVER_INFO",
+    "STATELESS_VERSIONS",
     "SUBSCRIPTION_ID",
-    "is_modern",
+    "is_stateless",
 ]
 
 GATEWAY_INFO: Final = {"name": "mcp-aggregator", "version": "0.1.0"}
 """How the gateway names itself to clients and to backends."""
 
-MODERN_VERSIONS: Final = ("2026-07-28",)
+STATELESS_VERSIONS: Final = ("2026-07-28",)
 """Stateless versions: every request carries its version and capabilities in `_meta`."""
 HANDSHAKE_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 """Versions negotiated by `initialize`, newest first."""
-LATEST_MODERN: Final = MODERN_VERSIONS[0]
+LATEST_STATELESS: Final = STATELESS_VERSIONS[0]
 LATEST_HANDSHAKE: Final = HANDSHAKE_VERSIONS[0]
 
 PROTOCOL_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
@@ -41,5 +41,5 @@ PROGRESS_TOKEN: Final = "progressToken"
 RESERVED_META_PREFIX: Final = "io.modelcontextprotocol/"
 
 
-def is_modern(version: str | None) -> bool:
-    return version in MODERN_VERSIONS
+def is_stateless(version: str | None) -> bool:
+    return version in STATELESS_VERSIONS

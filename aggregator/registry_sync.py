@@ -16,7 +16,7 @@ from shared.store.protocols import Stores
 
 __all__ = ["RegistrySync"]
 
-log = logging.getLogger("aggregator.sync")
+log = logging.getLogger("aggregator.registry_sync")
 
 _BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 

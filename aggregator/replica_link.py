@@ -21,7 +21,7 @@ from shared.store.protocols import MessageBus
 
 __all__ = ["LinkMessage", "ReplicaLink", "replica_of"]
 
-log = logging.getLogger("aggregator.cluster")
+log = logging.getLogger("aggregator.replica_link")
 
 Kind = Literal["answer", "sse", "session", "resource", "subscriptions", "session_ended"]
 _RETRY = (0.5, 1.0, 2.0, 5.0)

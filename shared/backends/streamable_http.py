@@ -17,26 +17,26 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from aggregator.backends.base import BackendConnection, _Pending, unexpected_status
-from aggregator.backends.http import encode_header_value, new_pool, translate_errors
-from aggregator.backends.negotiate import NotModern
-from aggregator.backends.sse_events import iter_events
-from aggregator.backends.wire import HttpPool, Response, WireError
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import (
+from shared.backends.base import BackendConnection, PendingCall, unexpected_status
+from shared.backends.http import encode_header_value, new_pool, translate_errors
+from shared.backends.http_client import HttpPool, Response, WireError
+from shared.backends.negotiate import NotStateless
+from shared.backends.sse_events import iter_events
+from shared.protocol import versions as v
+from shared.protocol.errors import (
     HEADER_MISMATCH,
     MISSING_CLIENT_CAPABILITY,
     UNSUPPORTED_PROTOCOL_VERSION,
     BackendUnavailable,
     GatewayError,
 )
-from aggregator.protocol.jsonrpc import Message, Request, RequestId, decode_message, encode, raw
+from shared.protocol.jsonrpc import Message, Request, RequestId, decode_message, encode, raw
 
 __all__ = ["StreamableHttpConnection"]
 
 log = logging.getLogger("aggregator.backend")
 
-_MODERN_ERRORS = {HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION}
+_STATELESS_ERRORS = {HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION}
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
@@ -46,15 +46,15 @@ class StreamableHttpConnection(BackendConnection):
     _pool: HttpPool | None = None
     _session_id: str | None = None
 
-    async def _open(self) -> None:
+    async def open_transport(self) -> None:
         self._pool = new_pool(self.spec)
         self._url = self.spec.url
         self._heads: dict[tuple[Any, ...], bytes] = {}
 
-    async def _close(self) -> None:
+    async def close_transport(self) -> None:
         if self._pool is None:
             return
-        if self._session_id is not None and not self.modern:
+        if self._session_id is not None and not self.stateless:
             with contextlib.suppress(WireError, OSError, TimeoutError):
                 async with asyncio.timeout(2):
                     response = await self._pool.request("DELETE", self._head(None, None))
@@ -63,7 +63,7 @@ class StreamableHttpConnection(BackendConnection):
 
     def _head(self, method: str | None, params: Any, accept: str = "application/json, text/event-stream") -> bytes:
         """Request headers as wire bytes; the few distinct sets are encoded once and reused."""
-        key = _NAMED.get(method or "") if self.modern else None
+        key = _NAMED.get(method or "") if self.stateless else None
         name = params.get(key) if key is not None and params else None
         cache_key = (
             method,
@@ -77,9 +77,9 @@ class StreamableHttpConnection(BackendConnection):
             headers = {"content-type": "application/json", "accept": accept}
             if self.protocol_version is not None:
                 headers["mcp-protocol-version"] = self.protocol_version
-            if self._session_id is not None and not self.modern:
+            if self._session_id is not None and not self.stateless:
                 headers["mcp-session-id"] = self._session_id
-            if self.modern and method is not None:
+            if self.stateless and method is not None:
                 headers["mcp-method"] = method
                 value = msgspec.json.decode(name) if isinstance(name, Raw) else name
                 if isinstance(value, str):
@@ -91,7 +91,7 @@ class StreamableHttpConnection(BackendConnection):
         return head
 
     async def _exchange(
-        self, request_id: RequestId, method: str, params: Any, body: bytes, pending: _Pending
+        self, request_id: RequestId, method: str, params: Any, body: bytes, pending: PendingCall
     ) -> Message:
         assert self._pool is not None
         with translate_errors(self.server, self._url):
@@ -105,7 +105,7 @@ class StreamableHttpConnection(BackendConnection):
             finally:
                 response.close()
 
-    async def _read_response_stream(self, response: Response, method: str, pending: _Pending) -> Message:
+    async def _read_response_stream(self, response: Response, method: str, pending: PendingCall) -> Message:
         async for event in iter_events(response.iter_chunks()):
             if event.event != "message" or not event.data:
                 continue
@@ -129,12 +129,12 @@ class StreamableHttpConnection(BackendConnection):
                     message = decoded
         if method == "server/discover" and status >= 400:
             code = _error_code(message)
-            if code not in _MODERN_ERRORS:
-                raise NotModern(f"HTTP {status} without a 2026-07-28 error")
+            if code not in _STATELESS_ERRORS:
+                raise NotStateless(f"HTTP {status} without a 2026-07-28 error")
         if message is not None:
             message.id = request_id
             return message
-        if status == 404 and self._session_id is not None and not self.modern:
+        if status == 404 and self._session_id is not None and not self.stateless:
             self._lose("ended our session (HTTP 404); reconnecting")
             raise BackendUnavailable(self.server, f"backend {self.server!r} ended the gateway's session")
         raise unexpected_status(self.server, status, payload)
@@ -149,16 +149,16 @@ class StreamableHttpConnection(BackendConnection):
 
     async def _cancel(self, request_id: RequestId, reason: str) -> None:
         # 2026-07-28: closing the response stream was the cancellation.
-        if not self.modern:
+        if not self.stateless:
             await super()._cancel(request_id, reason)
 
-    def _after_handshake(self) -> None:
+    def start_listening(self) -> None:
         self._restart_listener()
 
     async def _listen_once(self) -> bool | None:
         """2026-07-28: a `subscriptions/listen` POST; older: the session's GET stream."""
         assert self._pool is not None
-        if self.modern:
+        if self.stateless:
             wanted = self._listen_filter()
             if not wanted:
                 return None
@@ -171,11 +171,11 @@ class StreamableHttpConnection(BackendConnection):
         with translate_errors(self.server, self._url):
             response = await request
             try:
-                if response.status == 404 and not self.modern:
+                if response.status == 404 and not self.stateless:
                     self._lose("ended the gateway's session (HTTP 404); reconnecting")
                     return None
                 if response.status >= 400:
-                    if response.status == 405 or self.modern:
+                    if response.status == 405 or self.stateless:
                         return None  # no notification stream offered
                     raise unexpected_status(self.server, response.status, await response.read())
                 if response.content_type != "text/event-stream":

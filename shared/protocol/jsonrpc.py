@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from aggregator.protocol.errors import GatewayError, InvalidParams, InvalidRequest, ParseError, error_body
+from shared.protocol.errors import GatewayError, InvalidParams, InvalidRequest, ParseError, error_body
 
 __all__ = [
     "ErrorResponse",

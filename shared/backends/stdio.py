@@ -12,9 +12,9 @@ import logging
 import os
 import signal
 
-from aggregator.backends.base import BackendConnection
-from aggregator.protocol.errors import BackendUnavailable, GatewayError
-from aggregator.protocol.jsonrpc import decode_message
+from shared.backends.base import BackendConnection
+from shared.protocol.errors import BackendUnavailable, GatewayError
+from shared.protocol.jsonrpc import decode_message
 
 __all__ = ["StdioConnection"]
 
@@ -29,7 +29,7 @@ class StdioConnection(BackendConnection):
 
     _process: asyncio.subprocess.Process | None = None
 
-    async def _open(self) -> None:
+    async def open_transport(self) -> None:
         spec = self.spec
         assert spec.command
         env = {**os.environ, **spec.env}
@@ -99,7 +99,7 @@ class StdioConnection(BackendConnection):
         while line := await process.stderr.readline():
             log.info("%s", line.decode("utf-8", "replace").rstrip(), extra={"server": self.server, "stream": "stderr"})
 
-    async def _close(self) -> None:
+    async def close_transport(self) -> None:
         """Close stdin, then SIGTERM, then SIGKILL the process group; always reap."""
         process = self._process
         if process is None or process.returncode is not None:

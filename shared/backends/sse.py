@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urljoin, urlsplit
 
-from aggregator.backends.base import BackendConnection, unexpected_status
-from aggregator.backends.http import new_pool, translate_errors
-from aggregator.backends.sse_events import iter_events
-from aggregator.backends.wire import HttpPool
-from aggregator.protocol.errors import BackendUnavailable, GatewayError
-from aggregator.protocol.jsonrpc import decode_message
+from shared.backends.base import BackendConnection, unexpected_status
+from shared.backends.http import new_pool, translate_errors
+from shared.backends.http_client import HttpPool
+from shared.backends.sse_events import iter_events
+from shared.protocol.errors import BackendUnavailable, GatewayError
+from shared.protocol.jsonrpc import decode_message
 
 __all__ = ["SseConnection"]
 
@@ -20,11 +20,11 @@ _ENDPOINT_WAIT = 10.0
 
 class SseConnection(BackendConnection):
     transport = "sse"
-    speaks_modern = False  # 2026-07-28 has no HTTP+SSE binding
+    speaks_stateless = False  # 2026-07-28 has no HTTP+SSE binding
 
     _http: HttpPool | None = None
 
-    async def _open(self) -> None:
+    async def open_transport(self) -> None:
         self._http = new_pool(self.spec)
         self._endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._spawn(self._read_stream())
@@ -40,7 +40,7 @@ class SseConnection(BackendConnection):
             await self._http.aclose()
             raise
 
-    async def _close(self) -> None:
+    async def close_transport(self) -> None:
         if self._http is not None:
             await self._http.aclose()
 

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 import msgspec
 from msgspec import Raw
 
-from aggregator.protocol import versions as v
-from aggregator.protocol.jsonrpc import Message, Params, RequestId, decode_params
+from shared.protocol import versions as v
+from shared.protocol.jsonrpc import Message, Params, RequestId, decode_params
 from shared.records import SessionRecord
 
 __all__ = ["CallContext", "ClientChannel", "session_call"]
@@ -40,8 +40,8 @@ class CallContext:
     _capabilities: dict[str, Any] | None = None
 
     @property
-    def modern(self) -> bool:
-        return v.is_modern(self.protocol_version)
+    def stateless(self) -> bool:
+        return v.is_stateless(self.protocol_version)
 
     @property
     def client_capabilities(self) -> dict[str, Any]:

@@ -12,15 +12,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from aggregator.backends.base import BackendConnection, NotificationHandler
-from aggregator.backends.factory import connection_class
-from aggregator.protocol.errors import BackendUnavailable, GatewayError
+from shared.backends.base import BackendConnection, NotificationHandler
+from shared.backends.factory import connect
 from shared.config import ServerSpec
+from shared.protocol.errors import BackendUnavailable, GatewayError
 from shared.store.protocols import GLOBAL_SCOPE
 
 __all__ = ["SessionConnectionPool"]
 
-log = logging.getLogger("aggregator.pool")
+log = logging.getLogger("shared.pool")
 
 _FAILURE_MEMORY = 2.0  # seconds a failed lazy connect is remembered, so a flood of calls does not respawn
 
@@ -80,9 +80,8 @@ class SessionConnectionPool:
         spec = self.specs.get(server)
         if spec is None:
             raise BackendUnavailable(server, f"no backend named {server!r} is configured")
-        conn = connection_class(spec.type)(spec, on_notification=self.on_notification, on_lost=self._lost)
         try:
-            await conn.start()
+            conn = await connect(spec, on_notification=self.on_notification, on_lost=self._lost)
         except GatewayError as exc:
             self._failures[key] = (time.monotonic(), exc)
             raise

@@ -16,26 +16,26 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.backends.base import BackendConnection
-from aggregator.context import CallContext
-from aggregator.mrtr import InputBroker, drive_input_required, is_gateway_state
-from aggregator.notify import NotificationHub
-from aggregator.pool import SessionConnectionPool
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import BackendError, GatewayError, HeaderMismatch, InvalidParams
-from aggregator.protocol.jsonrpc import Message, Params, param_str, raw
-from aggregator.protocol.modern import LOG_LEVELS, SUPPORTED_VERSIONS, decode_header_value
+from aggregator.calls import CallContext
+from aggregator.input_required import InputBroker, drive_input_required, is_gateway_state
+from aggregator.notifications import NotificationHub
 from aggregator.protocol.sessions import SessionManager
+from aggregator.protocol.stateless import LOG_LEVELS, SUPPORTED_VERSIONS, decode_header_value
 from aggregator.registry import ItemRoute, ServerRegistry, ToolRoute
 from aggregator.relay import RelaySink
+from shared.backends.base import BackendConnection
 from shared.config import Config
+from shared.pool import SessionConnectionPool
+from shared.protocol import versions as v
+from shared.protocol.errors import BackendError, GatewayError, HeaderMismatch, InvalidParams
+from shared.protocol.jsonrpc import Message, Params, param_str, raw
 from shared.telemetry import Telemetry
 
-__all__ = ["GATEWAY_CAPABILITIES", "AggregatorServer"]
+__all__ = ["CAPABILITIES_OFFERED_TO_CLIENTS", "AggregatorServer"]
 
-log = logging.getLogger("aggregator.server")
+log = logging.getLogger("aggregator.handlers")
 
-GATEWAY_CAPABILITIES: dict[str, Any] = {
+CAPABILITIES_OFFERED_TO_CLIENTS: dict[str, Any] = {
     "tools": {"listChanged": True},
     "prompts": {"listChanged": True},
     "resources": {"subscribe": True, "listChanged": True},
@@ -89,7 +89,7 @@ class AggregatorServer:
             {
                 "resultType": "complete",
                 "supportedVersions": SUPPORTED_VERSIONS,
-                "capabilities": GATEWAY_CAPABILITIES,
+                "capabilities": CAPABILITIES_OFFERED_TO_CLIENTS,
                 "instructions": self.instructions(),
                 "ttlMs": self.settings.list_ttl_ms,
                 "cacheScope": "public",
@@ -104,7 +104,7 @@ class AggregatorServer:
         return raw(
             {
                 "protocolVersion": record.protocol_version,
-                "capabilities": GATEWAY_CAPABILITIES,
+                "capabilities": CAPABILITIES_OFFERED_TO_CLIENTS,
                 "serverInfo": v.GATEWAY_INFO,
                 "instructions": self.instructions(),
             }
@@ -127,7 +127,7 @@ class AggregatorServer:
         kind = _LIST_KEYS[ctx.method]
         cursor = param_str(params, "cursor", required=False)
         catalog = self.registry.catalog
-        key = (catalog.version, kind, cursor, ctx.modern)
+        key = (catalog.version, kind, cursor, ctx.stateless)
         cached = self._list_cache.get(key)
         if cached is not None:
             return cached
@@ -135,7 +135,7 @@ class AggregatorServer:
         result: dict[str, Any] = {kind: items}
         if next_cursor is not None:
             result["nextCursor"] = next_cursor
-        if ctx.modern:
+        if ctx.stateless:
             result.update(resultType="complete", ttlMs=self.settings.list_ttl_ms, cacheScope="public")
         if len(self._list_cache) > 256 or (self._list_cache and next(iter(self._list_cache))[0] != catalog.version):
             self._list_cache.clear()
@@ -229,7 +229,7 @@ class AggregatorServer:
         resources = conn.capabilities.get("resources") or {}
         if not resources.get("subscribe"):
             return
-        if conn.modern:
+        if conn.stateless:
             await conn.watch_resource(route.original)
             return
         method = "resources/subscribe" if subscribe else "resources/unsubscribe"
@@ -248,8 +248,8 @@ class AggregatorServer:
 
     async def _forward(self, ctx: CallContext, server: str, method: str, params: Params, *, binding: str) -> Raw:
         conn = await self.pool.get(server)
-        capabilities = ctx.forward_capabilities() if conn.modern else None
-        if ctx.modern and not conn.modern:
+        capabilities = ctx.forward_capabilities() if conn.stateless else None
+        if ctx.stateless and not conn.stateless:
             if is_gateway_state(params):
                 outcome = await self.broker.resume(ctx, params, binding)
             else:
@@ -266,7 +266,7 @@ class AggregatorServer:
             reply = await conn.request(
                 method, params, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities
             )
-            if sink is not None and conn.modern and not ctx.modern:
+            if sink is not None and conn.stateless and not ctx.stateless:
 
                 async def again(retry: Params) -> Message:
                     return await conn.request(
@@ -277,7 +277,7 @@ class AggregatorServer:
         if reply.error is not UNSET:
             raise _backend_error(conn, reply)
         assert reply.result is not UNSET
-        if ctx.modern and not conn.modern:
+        if ctx.stateless and not conn.stateless:
             return _stamp(reply.result, method == "resources/read")
         return reply.result
 
@@ -290,7 +290,7 @@ def _needs_sink(ctx: CallContext, conn: BackendConnection) -> bool:
     """
     if ctx.channel is None:
         return False
-    if not conn.modern or not ctx.modern:
+    if not conn.stateless or not ctx.stateless:
         return True
     return v.PROGRESS_TOKEN in ctx.meta or v.LOG_LEVEL in ctx.meta
 
@@ -319,7 +319,7 @@ def _stamp(result: Raw, cacheable: bool) -> Raw:
 
 
 def _complete(ctx: CallContext) -> dict[str, Any]:
-    return {"resultType": "complete"} if ctx.modern else {}
+    return {"resultType": "complete"} if ctx.stateless else {}
 
 
 def _decode_object(value: Raw | None, name: str) -> dict[str, Any]:
@@ -362,7 +362,7 @@ def _same_number(header: str, value: Any) -> bool:
 
 
 # Method tables: which handler serves which method, per protocol era.
-def method_table(server: AggregatorServer, *, modern: bool) -> dict[str, Any]:
+def method_table(server: AggregatorServer, *, stateless: bool) -> dict[str, Any]:
     common = {
         "tools/list": server.list_items,
         "tools/call": server.call_tool,
@@ -373,7 +373,7 @@ def method_table(server: AggregatorServer, *, modern: bool) -> dict[str, Any]:
         "resources/read": server.read_resource,
         "completion/complete": server.complete,
     }
-    if modern:
+    if stateless:
         return {**common, "server/discover": server.discover}
     return {
         **common,

@@ -1,54 +1,52 @@
 """Pick a protocol version with a backend: 2026-07-28 first, then the initialize handshake.
 
-The probe is `server/discover`. A discover result, or a recognised modern error, means a
-modern server; anything else (another error, an HTTP 4xx without a JSON-RPC body, silence)
-means a legacy server, which gets `initialize` with the newest handshake version.
+The probe is `server/discover`. A discover result, or a recognised 2026-07-28 error, means a
+stateless server; anything else (another error, an HTTP 4xx without a JSON-RPC body, silence)
+means a handshake-era server, which gets `initialize` with the newest handshake version.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
 
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import UNSUPPORTED_PROTOCOL_VERSION, BackendError, BackendTimeout
+from shared.backends.base import BackendConnection
+from shared.protocol import versions as v
+from shared.protocol.errors import UNSUPPORTED_PROTOCOL_VERSION, BackendError, BackendTimeout
 
-if TYPE_CHECKING:
-    from aggregator.backends.base import BackendConnection
-
-__all__ = ["NotModern", "negotiate"]
+__all__ = ["NotStateless", "negotiate"]
 
 log = logging.getLogger("aggregator.backend")
 
 _PROBE_TIMEOUT = 10.0  # a stdio server may still be starting (imports) when the probe arrives
 _HANDSHAKE_TIMEOUT = 30.0
 
-# What the gateway declares to legacy backends: it relays these to the calling client.
-GATEWAY_CAPABILITIES: dict[str, Any] = {
+# What the gateway declares to handshake-era backends: it relays these to the calling client.
+CAPABILITIES_DECLARED_TO_BACKENDS: dict[str, Any] = {
     "sampling": {},
     "elicitation": {"form": {}, "url": {}},
     "roots": {"listChanged": False},
 }
 
 
-class NotModern(Exception):
+class NotStateless(Exception):
     """The transport saw an answer that no 2026-07-28 server gives (e.g. HTTP 400 without JSON-RPC)."""
 
 
 async def negotiate(conn: BackendConnection) -> None:
     """Set conn.protocol_version, capabilities, server_info and instructions."""
-    for version in v.MODERN_VERSIONS if conn.speaks_modern else ():
+    for version in v.STATELESS_VERSIONS if conn.speaks_stateless else ():
         try:
             outcome = await _probe(conn, version)
-        except (NotModern, BackendTimeout) as exc:
-            log.debug("backend %s is not modern (%s); falling back to initialize", conn.server, exc)
+        except (NotStateless, BackendTimeout) as exc:
+            log.debug("backend %s is not stateless (%s); falling back to initialize", conn.server, exc)
             break
         if outcome == "retry":
             continue
-        if outcome == "legacy":
+        if outcome == "handshake":
             break
         return
     await _initialize(conn)
@@ -63,40 +61,40 @@ async def _probe(conn: BackendConnection, version: str) -> str:
         conn.protocol_version = None
         if error.get("code") == UNSUPPORTED_PROTOCOL_VERSION:
             supported = (error.get("data") or {}).get("supported") or []
-            if not set(supported) & set(v.MODERN_VERSIONS):
+            if not set(supported) & set(v.STATELESS_VERSIONS):
                 log.info("backend %s speaks only %s; trying initialize", conn.server, supported)
-                return "legacy"
+                return "handshake"
             return "retry"
-        return "legacy"
+        return "handshake"
     result = _decode(reply.result)
     conn.capabilities = result.get("capabilities") or {}
     conn.server_info = (result.get("_meta") or {}).get(v.SERVER_INFO) or {}
     conn.instructions = result.get("instructions")
     supported = result.get("supportedVersions") or [version]
     if version not in supported:
-        common = [s for s in v.MODERN_VERSIONS if s in supported]
+        common = [s for s in v.STATELESS_VERSIONS if s in supported]
         if not common:
             conn.protocol_version = None
-            return "legacy"
+            return "handshake"
         conn.protocol_version = common[0]
-    return "modern"
+    return "stateless"
 
 
 async def _initialize(conn: BackendConnection) -> None:
     conn.protocol_version = None
     params = {
         "protocolVersion": v.LATEST_HANDSHAKE,
-        "capabilities": GATEWAY_CAPABILITIES,
+        "capabilities": CAPABILITIES_DECLARED_TO_BACKENDS,
         "clientInfo": v.GATEWAY_INFO,
     }
     reply = await conn.send("initialize", params, timeout=max(_HANDSHAKE_TIMEOUT, conn.spec.timeout))
     if reply.error is not UNSET:
         error = _decode(reply.error)
         supported = (error.get("data") or {}).get("supported") or []
-        modern = [version for version in v.MODERN_VERSIONS if version in supported]
+        stateless = [version for version in v.STATELESS_VERSIONS if version in supported]
         # The probe's answer came too late, and the server settled on 2026-07-28 meanwhile.
-        late_modern = error.get("code") == UNSUPPORTED_PROTOCOL_VERSION and modern
-        if late_modern and await _probe(conn, modern[0]) == "modern":
+        late_stateless = error.get("code") == UNSUPPORTED_PROTOCOL_VERSION and stateless
+        if late_stateless and await _probe(conn, stateless[0]) == "stateless":
             return
         raise BackendError(
             conn.server,

@@ -6,9 +6,9 @@ import base64
 import contextlib
 from collections.abc import Iterator
 
-from aggregator.backends.wire import HttpPool, WireError
-from aggregator.protocol.errors import BackendUnavailable
+from shared.backends.http_client import HttpPool, WireError
 from shared.config import ServerSpec
+from shared.protocol.errors import BackendUnavailable
 
 __all__ = ["encode_header_value", "new_pool", "translate_errors"]
 

@@ -19,16 +19,16 @@ from typing import Any, Protocol
 import msgspec
 from msgspec import UNSET, Raw
 
-from aggregator.backends.negotiate import negotiate
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import (
+from shared.config import ServerSpec
+from shared.protocol import versions as v
+from shared.protocol.errors import (
     METHOD_NOT_FOUND,
     BackendError,
     BackendTimeout,
     BackendUnavailable,
     GatewayError,
 )
-from aggregator.protocol.jsonrpc import (
+from shared.protocol.jsonrpc import (
     ErrorResponse,
     Message,
     Notification,
@@ -40,9 +40,8 @@ from aggregator.protocol.jsonrpc import (
     encode,
     raw,
 )
-from shared.config import ServerSpec
 
-__all__ = ["BackendConnection", "CallSink", "NotificationHandler"]
+__all__ = ["BackendConnection", "CallSink", "NotificationHandler", "PendingCall", "unexpected_status"]
 
 log = logging.getLogger("aggregator.backend")
 
@@ -69,7 +68,7 @@ class CallSink(Protocol):
         """Put a backend's request (sampling, elicitation, roots) to the caller; return its result."""
 
 
-class _Pending:
+class PendingCall:
     __slots__ = ("future", "sink")
 
     def __init__(self, sink: CallSink | None) -> None:
@@ -81,7 +80,7 @@ class BackendConnection:
     """Base class: request multiplexing, envelope stamping and message routing."""
 
     transport = "abstract"
-    speaks_modern = True
+    speaks_stateless = True
 
     def __init__(
         self,
@@ -100,7 +99,7 @@ class BackendConnection:
         self.on_lost = on_lost
         self.lost_reason: str | None = None
         self._ids = itertools.count(1)
-        self._pending: dict[RequestId, _Pending] = {}
+        self._pending: dict[RequestId, PendingCall] = {}
         self._progress: dict[str, CallSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watched: set[str] = set()
@@ -110,22 +109,12 @@ class BackendConnection:
     # -- what the rest of the gateway uses --------------------------------------------------
 
     @property
-    def modern(self) -> bool:
-        return v.is_modern(self.protocol_version)
+    def stateless(self) -> bool:
+        return v.is_stateless(self.protocol_version)
 
     @property
     def alive(self) -> bool:
         return self.lost_reason is None
-
-    async def start(self) -> None:
-        """Open the transport and negotiate a protocol version (see negotiate.py)."""
-        await self._open()
-        try:
-            await negotiate(self)
-        except BaseException:
-            await self.aclose()
-            raise
-        self._after_handshake()
 
     async def request(
         self,
@@ -162,7 +151,7 @@ class BackendConnection:
         body = encode(
             Request(id=request_id, method=method, params=Raw(encode(params)) if params is not None else UNSET)
         )
-        pending = _Pending(sink)
+        pending = PendingCall(sink)
         self._pending[request_id] = pending
         if token is not None and sink is not None:
             self._progress[token] = sink
@@ -196,18 +185,18 @@ class BackendConnection:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=2)
-        await self._close()
+        await self.close_transport()
 
     # -- for subclasses ----------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    async def open_transport(self) -> None:
         raise NotImplementedError
 
-    async def _close(self) -> None:
+    async def close_transport(self) -> None:
         raise NotImplementedError
 
     async def _exchange(
-        self, request_id: RequestId, method: str, params: Any, body: bytes, pending: _Pending
+        self, request_id: RequestId, method: str, params: Any, body: bytes, pending: PendingCall
     ) -> Message:
         """Deliver one request and return its response (stream transports: write, await)."""
         await self._send_message(body)
@@ -222,9 +211,9 @@ class BackendConnection:
         with contextlib.suppress(GatewayError, OSError):
             await self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason})
 
-    def _after_handshake(self) -> None:
+    def start_listening(self) -> None:
         """Start whatever listens for the backend's unsolicited notifications."""
-        if self.modern:
+        if self.stateless:
             self._restart_listener()
 
     async def watch_resource(self, uri: str) -> None:
@@ -284,7 +273,7 @@ class BackendConnection:
         await self.request("subscriptions/listen", {"notifications": raw(wanted)}, timeout=_FOREVER)
         return True
 
-    def _dispatch(self, message: Message, via: _Pending | None = None) -> None:
+    def _dispatch(self, message: Message, via: PendingCall | None = None) -> None:
         """Route one message from the backend; `via` is the call whose stream carried it."""
         kind = message.kind
         if kind == "response":
@@ -323,17 +312,17 @@ class BackendConnection:
             for key, value in client_meta.items():
                 if key != v.PROGRESS_TOKEN and not key.startswith(v.RESERVED_META_PREFIX):
                     meta[key] = value
-            if self.modern and v.LOG_LEVEL in client_meta:
+            if self.stateless and v.LOG_LEVEL in client_meta:
                 meta[v.LOG_LEVEL] = client_meta[v.LOG_LEVEL]
         if token is not None:
             meta[v.PROGRESS_TOKEN] = raw(token)
-        if self.modern:
+        if self.stateless:
             meta[v.PROTOCOL_VERSION] = raw(self.protocol_version)
             meta[v.CLIENT_INFO] = _GATEWAY_INFO_RAW
             meta[v.CLIENT_CAPABILITIES] = client_capabilities or _EMPTY_CAPS
         return Raw(encode(meta))
 
-    def _on_backend_notification(self, message: Message, via: _Pending | None) -> None:
+    def _on_backend_notification(self, message: Message, via: PendingCall | None) -> None:
         method = message.method
         assert isinstance(method, str)
         try:
@@ -362,14 +351,14 @@ class BackendConnection:
         if self.on_notification is not None:
             self.on_notification(self, method, params)
 
-    def _call_sink(self, via: _Pending | None) -> CallSink | None:
+    def _call_sink(self, via: PendingCall | None) -> CallSink | None:
         """The caller a message belongs to: the call whose stream carried it, else the only one."""
         if via is not None:
             return via.sink
         sinks = [p.sink for p in self._pending.values() if p.sink is not None]
         return sinks[0] if len(sinks) == 1 else None
 
-    async def _answer(self, message: Message, via: _Pending | None) -> None:
+    async def _answer(self, message: Message, via: PendingCall | None) -> None:
         """Answer a backend's request, through the calling client when one can be found."""
         method = message.method
         assert isinstance(method, str) and message.id is not None and message.id is not UNSET

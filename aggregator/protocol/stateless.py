@@ -14,25 +14,25 @@ from dataclasses import dataclass
 import msgspec
 from msgspec import Raw
 
-from aggregator.protocol import versions as v
-from aggregator.protocol.errors import HeaderMismatch, InvalidParams, UnsupportedProtocolVersion
-from aggregator.protocol.jsonrpc import Params, decode_params
+from shared.protocol import versions as v
+from shared.protocol.errors import HeaderMismatch, InvalidParams, UnsupportedProtocolVersion
+from shared.protocol.jsonrpc import Params, decode_params
 
-__all__ = ["LOG_LEVELS", "NAMED_METHODS", "SUPPORTED_VERSIONS", "ModernEnvelope", "decode_header_value", "parse"]
+__all__ = ["LOG_LEVELS", "NAMED_METHODS", "SUPPORTED_VERSIONS", "StatelessEnvelope", "decode_header_value", "parse"]
 
-SUPPORTED_VERSIONS = [*v.MODERN_VERSIONS, *v.HANDSHAKE_VERSIONS]
+SUPPORTED_VERSIONS = [*v.STATELESS_VERSIONS, *v.HANDSHAKE_VERSIONS]
 NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
 @dataclass(slots=True)
-class ModernEnvelope:
+class StatelessEnvelope:
     version: str
     meta: Params
     client_capabilities: Raw
 
 
-def parse(method: str, params: Params, headers: Mapping[str, str] | None) -> ModernEnvelope:
+def parse(method: str, params: Params, headers: Mapping[str, str] | None) -> StatelessEnvelope:
     """Validate a 2026-07-28 request; `headers` (lower-case names) is None off HTTP."""
     meta = decode_params(params.get("_meta")) if "_meta" in params else {}
     missing = [key for key in (v.PROTOCOL_VERSION, v.CLIENT_CAPABILITIES) if key not in meta]
@@ -47,12 +47,12 @@ def parse(method: str, params: Params, headers: Mapping[str, str] | None) -> Mod
         raise InvalidParams(f"Invalid params: _meta {v.PROTOCOL_VERSION} must be a string")
     if headers is not None:
         _check_headers(method, params, version, headers)
-    if version not in v.MODERN_VERSIONS:
+    if version not in v.STATELESS_VERSIONS:
         raise UnsupportedProtocolVersion(version, SUPPORTED_VERSIONS)
     level = meta.get(v.LOG_LEVEL)
     if level is not None and msgspec.json.decode(level) not in LOG_LEVELS:
         raise InvalidParams(f"Invalid params: {v.LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
-    return ModernEnvelope(version, meta, meta[v.CLIENT_CAPABILITIES])
+    return StatelessEnvelope(version, meta, meta[v.CLIENT_CAPABILITIES])
 
 
 def _check_headers(method: str, params: Params, version: str, headers: Mapping[str, str]) -> None:
