@@ -1,7 +1,8 @@
 """Builds the ASGI application from a Config: routes, lifespan, middleware.
 
-`/mcp` is dispatched before Starlette's router (it is the hot path); everything else
-(`/sse`, `/message`, `/healthz`, `/readyz`, `/metrics`, `/admin`) is ordinary Starlette.
+The MCP endpoints (`/mcp`, the hot path, and the legacy `/sse` + `/message`) are plain ASGI,
+dispatched before Starlette's router; everything else (`/healthz`, `/readyz`, `/metrics`,
+`/admin`) is ordinary Starlette.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from aggregator.transport.http_common import Receive, Scope, Send, send_error
 from aggregator.transport.legacy_sse import LegacySseEndpoints
 from aggregator.transport.streamable_http import StreamableHttpEndpoint
 from shared.config import Config
-from shared.protocol.errors import InternalError
+from shared.protocol.errors import InternalError, InvalidRequest
 from shared.store.factory import open_stores
 from shared.store.protocols import Stores
 
 __all__ = ["GatewayApp", "create_app"]
 
 log = logging.getLogger("aggregator.app")
+
+_MCP_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/message"})
 
 
 class GatewayApp:
@@ -55,8 +58,6 @@ class GatewayApp:
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/readyz", self._readyz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
-            Route("/sse", self._legacy_stream, methods=["GET"]),
-            Route("/message", self._legacy_message, methods=["POST"]),
         ]
         self._starlette = Starlette(routes=routes, lifespan=self._lifespan)
         self._app = OriginCheck(self._dispatch, config.aggregator.allowed_origins)
@@ -65,13 +66,24 @@ class GatewayApp:
         await self._app(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in ("/mcp", "/mcp/"):
-            if self._mcp is None:
-                await send_error(send, InternalError("The gateway is starting or stopping; retry shortly"), status=503)
-                return
-            await self._mcp(scope, receive, send)
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path not in _MCP_PATHS:
+            await self._starlette(scope, receive, send)
             return
-        await self._starlette(scope, receive, send)
+        if self._mcp is None or self._sse is None:
+            await send_error(send, InternalError("The gateway is starting or stopping; retry shortly"), status=503)
+            return
+        if path == "/sse" or path == "/message":
+            allowed = "GET" if path == "/sse" else "POST"
+            if scope["method"] != allowed:
+                error = InvalidRequest(f"Method {scope['method']} not allowed on {path}; use {allowed}")
+                await send_error(send, error, status=405, headers=[(b"allow", allowed.encode())])
+            elif path == "/sse":
+                await self._sse.stream(scope, receive, send)
+            else:
+                await self._sse.message(scope, receive, send)
+            return
+        await self._mcp(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -106,14 +118,6 @@ class GatewayApp:
         if self.gateway is None:
             return Response(status_code=503)
         return Response(self.gateway.telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    async def _legacy_stream(self, request: Request) -> Response:
-        assert self._sse is not None
-        return await self._sse.stream(request)
-
-    async def _legacy_message(self, request: Request) -> Response:
-        assert self._sse is not None
-        return await self._sse.message(request)
 
 
 def create_app(config: Config, **options: object) -> GatewayApp:

@@ -1,18 +1,24 @@
-"""Who is asking: the per-request context handlers see, whatever transport carried the request."""
+"""Who is asking: the per-request context handlers see, built the same way whatever transport carried it.
+
+`stateless_call` builds it for a 2026-07-28 request (everything in `_meta`), `session_call` for
+a request of a handshake-era session (what the client declared at initialize).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 from msgspec import Raw
 
+from aggregator.protocol import stateless
 from shared.protocol import versions as v
 from shared.protocol.jsonrpc import Message, Params, RequestId, decode_params
 from shared.records import SessionRecord
 
-__all__ = ["CallContext", "ClientChannel", "session_call"]
+__all__ = ["CallContext", "ClientChannel", "session_call", "stateless_call"]
 
 
 class ClientChannel(Protocol):
@@ -35,7 +41,7 @@ class CallContext:
     session: SessionRecord | None = None
     channel: ClientChannel | None = None
     subject: str | None = None
-    param_headers: dict[str, str] | None = None
+    param_headers: Mapping[str, str] | None = None
     transport_session: str | None = None  # a transport's own session id (legacy SSE, stdio)
     _capabilities: dict[str, Any] | None = None
 
@@ -89,5 +95,24 @@ def session_call(
         session=session,
         channel=channel,
         transport_session=transport_session,
+    )
+    return ctx, params
+
+
+def stateless_call(
+    message: Message, headers: Mapping[str, str] | None, channel: ClientChannel | None
+) -> tuple[CallContext, Params]:
+    """Context and params for a 2026-07-28 request, validated (`headers`: lower-case, None off HTTP)."""
+    assert isinstance(message.method, str) and isinstance(message.id, int | str)
+    params = decode_params(message.params)
+    envelope = stateless.parse(message.method, params, headers)
+    ctx = CallContext(
+        request_id=message.id,
+        method=message.method,
+        protocol_version=envelope.version,
+        meta=envelope.meta,
+        client_capabilities_raw=envelope.client_capabilities,
+        channel=channel,
+        param_headers=headers,
     )
     return ctx, params

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -18,17 +17,18 @@ from msgspec import UNSET, Raw
 
 from aggregator.calls import CallContext
 from aggregator.input_required import InputBroker, drive_input_required, is_gateway_state
-from aggregator.notifications import NotificationHub
 from aggregator.protocol.sessions import SessionManager
-from aggregator.protocol.stateless import LOG_LEVELS, SUPPORTED_VERSIONS, decode_header_value
+from aggregator.protocol.stateless import SUPPORTED_VERSIONS
 from aggregator.registry import ItemRoute, ServerRegistry, ToolRoute
 from aggregator.relay import RelaySink
+from aggregator.replica_link import SessionStreams
 from shared.backends.base import BackendConnection
 from shared.config import Config
 from shared.pool import SessionConnectionPool
 from shared.protocol import versions as v
-from shared.protocol.errors import BackendError, GatewayError, HeaderMismatch, InvalidParams
+from shared.protocol.errors import BackendError, GatewayError, HeaderMismatch, InvalidParams, error_from_wire
 from shared.protocol.jsonrpc import Message, Params, param_str, raw
+from shared.protocol.vocabulary import LOG_LEVELS, decode_header_value, kind_for_method
 from shared.telemetry import Telemetry
 
 __all__ = ["CAPABILITIES_OFFERED_TO_CLIENTS", "AggregatorServer"]
@@ -45,12 +45,6 @@ CAPABILITIES_OFFERED_TO_CLIENTS: dict[str, Any] = {
 
 _COMPLETE = b'"resultType":"complete"'
 _CACHE_HINT = b'"ttlMs":0,"cacheScope":"private"'
-_LIST_KEYS = {
-    "tools/list": "tools",
-    "prompts/list": "prompts",
-    "resources/list": "resources",
-    "resources/templates/list": "resourceTemplates",
-}
 
 
 class AggregatorServer:
@@ -60,7 +54,7 @@ class AggregatorServer:
         registry: ServerRegistry,
         pool: SessionConnectionPool,
         sessions: SessionManager,
-        hub: NotificationHub,
+        streams: SessionStreams,
         telemetry: Telemetry,
         broker: InputBroker | None = None,
     ) -> None:
@@ -69,11 +63,10 @@ class AggregatorServer:
         self.registry = registry
         self.pool = pool
         self.sessions = sessions
-        self.hub = hub
+        self.streams = streams
         self.telemetry = telemetry
         self.broker = broker or InputBroker()
         self._list_cache: dict[tuple[int, str, str | None, bool], Raw] = {}
-        self.on_subscriptions: Callable[[str, set[str]], Awaitable[None]] = _nothing
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -124,7 +117,9 @@ class AggregatorServer:
     # -- lists ------------------------------------------------------------------------------------
 
     async def list_items(self, ctx: CallContext, params: Params) -> Raw:
-        kind = _LIST_KEYS[ctx.method]
+        list_kind = kind_for_method(ctx.method)
+        assert list_kind is not None, "the method table routes only list methods here"
+        kind = list_kind.key
         cursor = param_str(params, "cursor", required=False)
         catalog = self.registry.catalog
         key = (catalog.version, kind, cursor, ctx.stateless)
@@ -204,7 +199,7 @@ class AggregatorServer:
         assert uri is not None
         await self.watch(uri)
         if ctx.session is not None:
-            await self._set_subscriptions(ctx, self.hub.session_uris.get(ctx.session.id, set()) | {uri})
+            await self._set_subscriptions(ctx, {*ctx.session.subscriptions, uri})
         return raw({})
 
     async def watch(self, uri: str) -> None:
@@ -215,14 +210,15 @@ class AggregatorServer:
         uri = param_str(params, "uri")
         assert uri is not None
         if ctx.session is not None:
-            await self._set_subscriptions(ctx, self.hub.session_uris.get(ctx.session.id, set()) - {uri})
+            await self._set_subscriptions(ctx, set(ctx.session.subscriptions) - {uri})
         return raw({})
 
     async def _set_subscriptions(self, ctx: CallContext, uris: set[str]) -> None:
         """Remember a session's subscriptions and tell the replica holding its stream."""
         assert ctx.session is not None
-        await self.sessions.update(msgspec.structs.replace(ctx.session, subscriptions=sorted(uris)))
-        await self.on_subscriptions(ctx.session.id, uris)
+        ctx.session = msgspec.structs.replace(ctx.session, subscriptions=sorted(uris))
+        await self.sessions.update(ctx.session)
+        await self.streams.set_subscriptions(ctx.session.id, uris)
 
     async def _backend_subscribe(self, route: ItemRoute, *, subscribe: bool) -> None:
         conn = await self.pool.get(route.server)
@@ -295,17 +291,9 @@ def _needs_sink(ctx: CallContext, conn: BackendConnection) -> bool:
     return v.PROGRESS_TOKEN in ctx.meta or v.LOG_LEVEL in ctx.meta
 
 
-async def _nothing(session_id: str, uris: set[str]) -> None:
-    return None
-
-
 def _backend_error(conn: BackendConnection, reply: Message) -> GatewayError:
     """The backend's JSON-RPC error, passed on with its code."""
-    try:
-        error = msgspec.json.decode(reply.error)  # type: ignore[arg-type]
-        return GatewayError(str(error.get("message", "error")), error.get("data"), code=int(error.get("code", -32603)))
-    except (msgspec.DecodeError, AttributeError, TypeError, ValueError):
-        return GatewayError(f"backend {conn.server!r} returned a malformed error")
+    return error_from_wire(reply.error if reply.error is not UNSET else None, who=f"backend {conn.server!r}")
 
 
 def _stamp(result: Raw, cacheable: bool) -> Raw:

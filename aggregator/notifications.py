@@ -16,17 +16,12 @@ from msgspec import UNSET, Raw
 
 from shared.protocol import versions as v
 from shared.protocol.jsonrpc import Notification, encode, raw
+from shared.protocol.vocabulary import kind_for_key
 
 __all__ = ["Listener", "NotificationHub"]
 
 log = logging.getLogger("aggregator.notifications")
 
-_LIST_METHODS = {
-    "tools": "notifications/tools/list_changed",
-    "prompts": "notifications/prompts/list_changed",
-    "resources": "notifications/resources/list_changed",
-    "resourceTemplates": "notifications/resources/list_changed",
-}
 _QUEUE_LIMIT = 1000
 
 
@@ -72,7 +67,6 @@ class Listener:
 class NotificationHub:
     def __init__(self) -> None:
         self._listeners: set[Listener] = set()
-        self.session_uris: dict[str, set[str]] = {}
 
     def add(self, listener: Listener) -> None:
         self._listeners.add(listener)
@@ -85,11 +79,12 @@ class NotificationHub:
         return len(self._listeners)
 
     def lists_changed(self, kinds: set[str]) -> None:
-        methods = {_LIST_METHODS[kind] for kind in kinds if kind in _LIST_METHODS}
+        """Tell every stream that asked about one of these lists (`tools`, `resourceTemplates`, ...)."""
+        methods = {kind_for_key(kind).changed for kind in kinds}
         for listener in list(self._listeners):
-            for method in sorted(methods):
-                if method in {_LIST_METHODS[k] for k in listener.kinds}:
-                    listener.deliver(method)
+            wanted = {kind_for_key(kind).changed for kind in listener.kinds}
+            for method in sorted(methods & wanted):
+                listener.deliver(method)
 
     def resource_updated(self, uri: str) -> None:
         for listener in list(self._listeners):

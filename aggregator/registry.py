@@ -27,6 +27,7 @@ import msgspec
 from aggregator.denylist import Denylist
 from shared.config import AggregatorSettings, ServerSpec
 from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
+from shared.protocol.vocabulary import LIST_KINDS
 from shared.records import ServerRecord
 
 __all__ = ["Catalog", "ItemRoute", "ServerRegistry", "ToolRoute", "fit_name"]
@@ -35,7 +36,6 @@ log = logging.getLogger("aggregator.registry")
 
 _DISALLOWED = re.compile(r"[^A-Za-z0-9_.-]")
 _HASH_LEN = 8
-LIST_KINDS = ("tools", "prompts", "resources", "resourceTemplates")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,16 @@ class Catalog:
                 return ItemRoute(server, uri[len(head) :])
         raise InvalidParams(f"Resource not found: {uri!r}", {"uri": uri})
 
+    def exposed_uri(self, server: str, original: str) -> str | None:
+        """The URI clients know for a backend's resource URI, or None when it is not exposed."""
+        for exposed, route in self.resource_routes.items():
+            if route.server == server and route.original == original:
+                return exposed
+        for template in self.template_routes:
+            if template.server == server and template.pattern.fullmatch(template.strip + original):
+                return template.strip + original
+        return None
+
     def template(self, exposed: str) -> ItemRoute:
         for route in self.template_routes:
             if route.exposed == exposed:
@@ -211,7 +221,7 @@ class ServerRegistry:
     def _rebuild(self) -> set[str]:
         old = self.catalog
         new = _CatalogBuilder(self.settings, self.specs, self.records, self.denylist).build(old.version + 1)
-        changed = {kind for kind in LIST_KINDS if _encode(old.items(kind)) != _encode(new.items(kind))}
+        changed = {kind.key for kind in LIST_KINDS if _encode(old.items(kind.key)) != _encode(new.items(kind.key))}
         self.catalog = new
         if changed:
             for listener in self._listeners:

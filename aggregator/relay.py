@@ -17,14 +17,9 @@ from aggregator.calls import CallContext
 from shared.protocol import versions as v
 from shared.protocol.errors import MissingClientCapability
 from shared.protocol.jsonrpc import Params, encode
+from shared.protocol.vocabulary import CLIENT_CAPABILITY_FOR
 
-__all__ = ["CAPABILITY_FOR", "Ask", "RelaySink"]
-
-CAPABILITY_FOR = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
+__all__ = ["Ask", "RelaySink"]
 
 
 class Ask:
@@ -59,7 +54,7 @@ class RelaySink:
 
     async def ask(self, method: str, params: Raw) -> Raw:
         ctx = self.ctx
-        capability = CAPABILITY_FOR.get(method)
+        capability = CLIENT_CAPABILITY_FOR.get(method)
         if capability is None or capability not in ctx.client_capabilities:
             raise MissingClientCapability(
                 f"the calling client did not declare the {capability or method} capability, so the gateway "

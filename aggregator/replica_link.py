@@ -4,7 +4,8 @@ Each replica listens on its own channel (`replica:{tag}`) and on `broadcast`. Id
 replica mints for things only it can complete (server-to-client request ids, legacy SSE
 session ids) carry its tag, so whichever replica receives the client's next message knows
 where to send it. Session notifications and resource updates are broadcast: the replica
-holding the session's GET stream delivers them. On the embedded store all of this is local.
+holding the session's GET stream delivers them (`SessionStreams`). On the embedded store all
+of this is local.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal
 
 import msgspec
 
+from aggregator.notifications import Listener, NotificationHub
+from aggregator.protocol.sessions import SessionManager
 from shared.store.protocols import MessageBus
 
-__all__ = ["LinkMessage", "ReplicaLink", "replica_of"]
+__all__ = ["LinkMessage", "ReplicaLink", "SessionStreams", "replica_of"]
 
 log = logging.getLogger("aggregator.replica_link")
 
@@ -108,3 +111,91 @@ class ReplicaLink:
                 await result
         except Exception:
             log.exception("handling a %s message from another replica failed", message.kind)
+
+
+class SessionStreams:
+    """The streams of handshake-era sessions (GET streams, legacy SSE), reached from any replica.
+
+    A message for a session goes straight to its stream when this replica holds it, and is
+    broadcast otherwise; the replica holding the stream delivers it. The stream's listener
+    keeps the session's resource subscriptions (the session record is their source of truth).
+    """
+
+    def __init__(self, link: ReplicaLink, hub: NotificationHub, sessions: SessionManager) -> None:
+        self.link = link
+        self.hub = hub
+        self.sessions = sessions
+        self._streams: dict[str, Listener] = {}
+        link.on("session", self._on_session)
+        link.on("resource", self._on_resource)
+        link.on("subscriptions", self._on_subscriptions)
+        link.on("session_ended", self._on_session_ended)
+
+    def open(self, session_id: str, subscriptions: Iterable[str] = ()) -> Listener:
+        """This session's stream, from now on on this replica (one per session: a later one replaces it)."""
+        previous = self._streams.get(session_id)
+        if previous is not None:
+            self.close(previous)
+        listener = Listener(kinds={"tools", "prompts", "resources"}, uris=set(subscriptions), session_id=session_id)
+        self._streams[session_id] = listener
+        self.hub.add(listener)
+        return listener
+
+    def close(self, listener: Listener) -> None:
+        self.hub.remove(listener)
+        if listener.session_id is not None and self._streams.get(listener.session_id) is listener:
+            del self._streams[listener.session_id]
+
+    def stream_of(self, session_id: str) -> Listener | None:
+        """The session's stream if this replica holds it."""
+        return self._streams.get(session_id)
+
+    async def notify(self, session_id: str, data: bytes) -> None:
+        """Put a message on the session's stream, on whichever replica holds it."""
+        listener = self._streams.get(session_id)
+        if listener is not None:
+            listener.push(data)
+        else:
+            await self.link.broadcast(LinkMessage(kind="session", session=session_id, body=data))
+
+    async def set_subscriptions(self, session_id: str, uris: set[str]) -> None:
+        """The session's stream, wherever it is, now delivers updates of exactly these resources."""
+        self._set_uris(session_id, uris)
+        await self.link.broadcast(LinkMessage(kind="subscriptions", session=session_id, uris=sorted(uris)))
+
+    async def resource_updated(self, uri: str) -> None:
+        """Every stream subscribed to `uri`, on every replica, hears of the update."""
+        await self.link.broadcast(LinkMessage(kind="resource", uris=[uri]))
+
+    async def end(self, session_id: str) -> bool:
+        """End the session everywhere; False when it did not exist."""
+        existed = await self.sessions.delete(session_id)
+        await self.link.broadcast(LinkMessage(kind="session_ended", session=session_id))
+        return existed
+
+    def _set_uris(self, session_id: str, uris: Iterable[str]) -> None:
+        listener = self._streams.get(session_id)
+        if listener is not None:
+            listener.uris.clear()
+            listener.uris.update(uris)
+
+    def _on_session(self, message: LinkMessage) -> None:
+        listener = self._streams.get(message.session or "")
+        if listener is not None:
+            listener.push(message.body)
+
+    def _on_resource(self, message: LinkMessage) -> None:
+        for uri in message.uris:
+            self.hub.resource_updated(uri)
+
+    def _on_subscriptions(self, message: LinkMessage) -> None:
+        if message.session is not None:
+            self._set_uris(message.session, message.uris)
+
+    def _on_session_ended(self, message: LinkMessage) -> None:
+        if message.session is None:
+            return
+        self.sessions.forget(message.session)
+        listener = self._streams.get(message.session)
+        if listener is not None:
+            self.close(listener)

@@ -171,8 +171,14 @@ def test_unknown_or_missing_session_is_404(gateway: GatewayProcess) -> None:
 
 
 def test_other_http_methods_are_405(gateway: GatewayProcess) -> None:
-    assert httpx.put(gateway.url, content=b"{}").status_code == 405
-    assert httpx.get(gateway.url, headers={"accept": "text/event-stream"}).status_code == 405
+    response = httpx.put(gateway.url, content=b"{}")
+    assert response.status_code == 405 and response.headers["allow"] == "GET, POST, DELETE"
+
+
+def test_get_without_a_session_is_a_bad_request_that_says_what_get_needs(gateway: GatewayProcess) -> None:
+    response = httpx.get(gateway.url, headers={"accept": "text/event-stream"})
+    assert response.status_code == 400
+    assert "Mcp-Session-Id" in response.json()["error"]["message"]
 
 
 def test_gateway_still_serves_after_all_that(gateway: GatewayProcess) -> None:

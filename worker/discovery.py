@@ -9,35 +9,28 @@ import msgspec
 from msgspec import UNSET
 
 from shared.backends.base import BackendConnection
-from shared.protocol.errors import BackendError
+from shared.protocol.errors import BackendError, error_from_wire
 from shared.protocol.jsonrpc import raw
+from shared.protocol.vocabulary import LIST_KINDS
 from shared.records import ServerRecord
 
-__all__ = ["LISTS", "discover", "health_check"]
+__all__ = ["discover", "health_check"]
 
 _MAX_PAGES = 100
-
-# (record field, list method, result key, capability that offers it)
-LISTS = (
-    ("tools", "tools/list", "tools", "tools"),
-    ("prompts", "prompts/list", "prompts", "prompts"),
-    ("resources", "resources/list", "resources", "resources"),
-    ("resource_templates", "resources/templates/list", "resourceTemplates", "resources"),
-)
 
 
 async def discover(
     conn: BackendConnection, only: set[str] | None = None, base: ServerRecord | None = None
 ) -> ServerRecord:
-    """A fresh record for `conn`; with `only`, re-read just those lists and keep the rest of `base`."""
+    """A fresh record for `conn`; with `only` (list keys), re-read just those lists and keep the rest of `base`."""
     lists: dict[str, list[dict[str, Any]]] = {}
-    for field, method, key, capability in LISTS:
-        if only is not None and field not in only and base is not None:
-            lists[field] = getattr(base, field)
-        elif capability in conn.capabilities:
-            lists[field] = await _list_all(conn, method, key)
+    for kind in LIST_KINDS:
+        if only is not None and kind.key not in only and base is not None:
+            lists[kind.field] = getattr(base, kind.field)
+        elif kind.capability in conn.capabilities:
+            lists[kind.field] = await _list_all(conn, kind.method, kind.key)
         else:
-            lists[field] = []
+            lists[kind.field] = []
     return ServerRecord(
         server=conn.server,
         state="up",
@@ -58,8 +51,8 @@ async def _list_all(conn: BackendConnection, method: str, key: str) -> list[dict
         params = {"cursor": raw(cursor)} if cursor is not None else None
         reply = await conn.request(method, params)
         if reply.error is not UNSET:
-            error = msgspec.json.decode(reply.error)
-            raise BackendError(conn.server, f"backend {conn.server!r} failed {method}: {error.get('message', error)}")
+            error = error_from_wire(reply.error, who=f"backend {conn.server!r}")
+            raise BackendError(conn.server, f"backend {conn.server!r} failed {method}: {error.message}")
         result = msgspec.json.decode(reply.result)
         page = result.get(key) if isinstance(result, dict) else None
         if not isinstance(page, list):
@@ -75,7 +68,5 @@ async def health_check(conn: BackendConnection, timeout: float) -> None:
     """Raise unless the backend answers: `server/discover` on 2026-07-28 (no ping there), else `ping`."""
     reply = await conn.request("server/discover" if conn.stateless else "ping", timeout=timeout)
     if reply.error is not UNSET:
-        error = msgspec.json.decode(reply.error)
-        raise BackendError(
-            conn.server, f"backend {conn.server!r} failed its health check: {error.get('message', error)}"
-        )
+        error = error_from_wire(reply.error, who=f"backend {conn.server!r}")
+        raise BackendError(conn.server, f"backend {conn.server!r} failed its health check: {error.message}")

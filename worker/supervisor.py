@@ -19,26 +19,16 @@ from shared.config import ServerSpec
 from shared.events import ToolUpdateEvent
 from shared.pool import SessionConnectionPool
 from shared.protocol.errors import GatewayError
+from shared.protocol.vocabulary import LIST_KINDS, kinds_changed_by
 from shared.records import ServerRecord
 from shared.store.protocols import FencedOut, Stores
-from worker.discovery import LISTS, discover, health_check
+from worker.discovery import discover, health_check
 from worker.retry import backoff_delay
 
 __all__ = ["BackendSupervisor"]
 
 log = logging.getLogger("worker.supervisor")
 
-_LIST_CHANGED = {
-    "notifications/tools/list_changed": {"tools"},
-    "notifications/prompts/list_changed": {"prompts"},
-    "notifications/resources/list_changed": {"resources", "resource_templates"},
-}
-_KIND_NAMES = {
-    "tools": "tools",
-    "prompts": "prompts",
-    "resources": "resources",
-    "resource_templates": "resourceTemplates",
-}
 
 
 class _Watch:
@@ -77,8 +67,8 @@ class BackendSupervisor:
     def list_changed(self, server: str, method: str) -> None:
         """A backend said one of its lists changed: re-read it soon."""
         watch = self._watches.get(server)
-        kinds = _LIST_CHANGED.get(method)
-        if watch is None or kinds is None:
+        kinds = {kind.key for kind in kinds_changed_by(method)}
+        if watch is None or not kinds:
             return
         watch.refresh |= kinds
         watch.wake.set()
@@ -140,7 +130,7 @@ class BackendSupervisor:
                 kinds, watch.refresh = watch.refresh, set()
                 fresh = await discover(conn, only=kinds, base=record)
                 changed = tuple(
-                    _KIND_NAMES[field] for field, *_ in LISTS if getattr(fresh, field) != getattr(record, field)
+                    kind.key for kind in LIST_KINDS if getattr(fresh, kind.field) != getattr(record, kind.field)
                 )
                 record = fresh
                 await self._announce(record, "capabilities_changed", changed)

@@ -1,4 +1,4 @@
-"""2026-07-28 request envelopes: `_meta` protocol fields and the mirrored HTTP headers.
+"""2026-07-28 requests: `_meta` protocol fields, the mirrored HTTP headers, the listen filter.
 
 Validation follows the spec's order: required `_meta` fields (-32602), then headers agreeing
 with the body (-32020), then the version being one served here (-32022).
@@ -6,10 +6,9 @@ with the body (-32020), then the version being one served here (-32022).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from msgspec import Raw
@@ -17,12 +16,12 @@ from msgspec import Raw
 from shared.protocol import versions as v
 from shared.protocol.errors import HeaderMismatch, InvalidParams, UnsupportedProtocolVersion
 from shared.protocol.jsonrpc import Params, decode_params
+from shared.protocol.vocabulary import LIST_KINDS, LOG_LEVELS, NAMED_METHODS, decode_header_value
 
-__all__ = ["LOG_LEVELS", "NAMED_METHODS", "SUPPORTED_VERSIONS", "StatelessEnvelope", "decode_header_value", "parse"]
+__all__ = ["SUPPORTED_VERSIONS", "ListenFilter", "StatelessEnvelope", "parse", "parse_listen_filter"]
 
 SUPPORTED_VERSIONS = [*v.STATELESS_VERSIONS, *v.HANDSHAKE_VERSIONS]
-NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+_LIST_FLAGS = {kind.listen_flag: kind.key for kind in LIST_KINDS if kind.key != "resourceTemplates"}
 
 
 @dataclass(slots=True)
@@ -82,15 +81,30 @@ def _check_headers(method: str, params: Params, version: str, headers: Mapping[s
         )
 
 
-def decode_header_value(value: str) -> str:
-    """Undo the `=?base64?...?=` sentinel encoding; plain values pass unchanged."""
-    if value.isascii() and value.isprintable() and not value.startswith("=?"):
-        return value
-    if value.startswith("=?base64?") and value.endswith("?="):
-        try:
-            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise HeaderMismatch(f"Header mismatch: {value!r} is not valid base64-encoded UTF-8") from None
-    if any(not (0x20 <= ord(c) <= 0x7E or c == "\t") for c in value):
-        raise HeaderMismatch("Header mismatch: a header value contains characters HTTP does not allow")
-    return value
+@dataclass(slots=True)
+class ListenFilter:
+    """What a `subscriptions/listen` request asked to hear about."""
+
+    kinds: set[str] = field(default_factory=set)
+    uris: set[str] = field(default_factory=set)
+    granted: dict[str, Any] = field(default_factory=dict)
+    """The filter as acknowledged: the members the gateway honours, as the client sent them."""
+
+
+def parse_listen_filter(params: Params) -> ListenFilter:
+    """The filter of a `subscriptions/listen` request, or InvalidParams naming what is wrong."""
+    if "notifications" not in params:
+        return ListenFilter()
+    wanted = msgspec.json.decode(params["notifications"])
+    if not isinstance(wanted, dict):
+        raise InvalidParams("Invalid params: notifications must be an object")
+    uris = wanted.get("resourceSubscriptions")
+    if uris is not None and not (isinstance(uris, list) and all(isinstance(u, str) for u in uris)):
+        raise InvalidParams("Invalid params: resourceSubscriptions must be a list of URIs")
+    granted = {key: value for key, value in wanted.items() if (key in _LIST_FLAGS or key == "resourceSubscriptions")}
+    granted = {key: value for key, value in granted.items() if value}
+    return ListenFilter(
+        kinds={kind for flag, kind in _LIST_FLAGS.items() if granted.get(flag)},
+        uris=set(uris or ()),
+        granted=granted,
+    )

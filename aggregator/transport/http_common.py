@@ -12,12 +12,15 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "accepts",
     "header_map",
     "read_body",
+    "send_accepted",
     "send_bytes",
     "send_error",
     "sse_event",
     "start_sse",
+    "wait_disconnect",
 ]
 
 Scope = dict[str, Any]
@@ -87,6 +90,17 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_accepted(send: Send) -> None:
+    """202 with no body: a notification or a response was received."""
+    await send({"type": "http.response.start", "status": 202, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def accepts(accept: str, media_type: str) -> bool:
+    """Whether an Accept header value admits `media_type` (exactly, or through `*/*`)."""
+    return media_type in accept or "*/*" in accept
+
+
 async def send_error(
     send: Send,
     exc: GatewayError,
@@ -106,3 +120,11 @@ async def start_sse(send: Send, extra: list[tuple[bytes, bytes]] | None = None) 
 
 def sse_event(data: bytes) -> bytes:
     return b"event: message\ndata: " + data + b"\n\n"
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Return when the client disconnects (the request body must have been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

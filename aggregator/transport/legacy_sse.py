@@ -1,7 +1,9 @@
 """`/sse` + `/message`: the deprecated HTTP+SSE transport (2024-11-05) for old clients.
 
 GET /sse opens the stream and names the POST URL in an `endpoint` event; every reply and
-notification for that client travels on the stream, and each POST is answered 202.
+notification for that client travels on the stream, and each POST is answered 202. The
+session id names the replica holding the stream, so a POST that lands elsewhere is handed
+over to it on the replica link.
 """
 
 from __future__ import annotations
@@ -10,33 +12,35 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import Coroutine
+from typing import Any
+from urllib.parse import parse_qs
 
-import msgspec
-from msgspec import UNSET, Raw
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from msgspec import Raw
 
 from aggregator.calls import session_call
 from aggregator.gateway import Gateway
 from aggregator.notifications import Listener
 from aggregator.replica_link import LinkMessage
-from aggregator.transport.http_common import BodyTooLarge, ClientGone, read_body
+from aggregator.transport.event_stream import pump
+from aggregator.transport.http_common import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    read_body,
+    send_accepted,
+    send_error,
+)
 from shared.protocol import versions as v
 from shared.protocol.errors import GatewayError, InvalidRequest
-from shared.protocol.jsonrpc import (
-    Message,
-    Notification,
-    decode_message,
-    encode,
-    error_response,
-)
+from shared.protocol.jsonrpc import Message, Notification, decode_message, encode, error_response
 
 __all__ = ["LegacySseEndpoints"]
 
 log = logging.getLogger("aggregator.sse")
-
-_KEEPALIVE = 15.0
 
 
 class _SseChannel:
@@ -51,98 +55,100 @@ class _SseChannel:
         self.listener.push(encode(Notification(method=method, params=params)))
 
     async def request(self, method: str, params: Raw) -> Raw:
-        return await self.gateway.ask_client(self.session_id, method, params, self.listener.push)
+        return await self.gateway.requests.ask(self.session_id, method, params, self.listener.push)
 
 
 class LegacySseEndpoints:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.limit = gateway.settings.max_body_bytes
-        self._streams: dict[str, Listener] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         gateway.link.on("sse", self._forwarded)
 
-    async def stream(self, request: Request) -> Response:
+    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET /sse: one client's stream, for as long as it stays connected."""
         session_id = f"{self.gateway.link.tag}.{secrets.token_urlsafe(24)}"  # names this replica
-        hub = self.gateway.hub
-        listener = Listener(
-            kinds={"tools", "prompts", "resources"},
-            uris=hub.session_uris.setdefault(session_id, set()),
-            session_id=session_id,
-        )
-        self._streams[session_id] = listener
-        hub.add(listener)
-        endpoint = f"{request.scope.get('root_path', '')}/message?session_id={session_id}"
-
-        async def events() -> AsyncIterator[bytes]:
-            try:
-                yield f"event: endpoint\ndata: {endpoint}\n\n".encode()
-                while not listener.closed and not self.gateway.closing.is_set():
-                    try:
-                        data = await asyncio.wait_for(listener.queue.get(), _KEEPALIVE)
-                    except TimeoutError:
-                        yield b": keepalive\n\n"
-                        continue
-                    yield b"event: message\ndata: " + data + b"\n\n"
-            finally:
-                hub.remove(listener)
-                self._streams.pop(session_id, None)
-                hub.session_uris.pop(session_id, None)
-                with contextlib.suppress(Exception):
-                    await self.gateway.sessions.delete(session_id)
-
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
-
-    async def message(self, request: Request) -> Response:
-        session_id = request.query_params.get("session_id", "")
+        streams = self.gateway.streams
+        listener = streams.open(session_id)
+        endpoint = f"{scope.get('root_path', '')}/message?session_id={session_id}"
         try:
-            body = await read_body(request.receive, self.limit, request.headers.get("content-length"))
+            await pump(
+                receive,
+                send,
+                listener,
+                self.gateway.closing,
+                preamble=f"event: endpoint\ndata: {endpoint}\n\n".encode(),
+            )
+        finally:
+            streams.close(listener)
+            with contextlib.suppress(Exception):  # best effort: the record also expires on its own
+                await self.gateway.sessions.delete(session_id)
+
+    async def message(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /message?session_id=...: one JSON-RPC message for the stream it names."""
+        headers, _ = header_map(scope)
+        session_id = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_id", [""])[0]
+        try:
+            body = await read_body(receive, self.limit, headers.get("content-length"))
         except BodyTooLarge:
-            return _error(413, f"Request body larger than {self.limit} bytes (aggregator.maxBodyBytes)")
+            await send_error(
+                send,
+                InvalidRequest(f"Request body larger than {self.limit} bytes (aggregator.maxBodyBytes)"),
+                status=413,
+            )
+            return
         except ClientGone:
-            return Response(status_code=400)
+            return
         try:
             message = decode_message(body)
             assert isinstance(message, Message)
         except GatewayError as exc:
-            return Response(error_response(None, exc), status_code=400, media_type="application/json")
-        if session_id not in self._streams:
+            await send_error(send, exc, status=400)
+            return
+        if not self.gateway.streams.stream_of(session_id) is not None:
             if self.gateway.link.mine(session_id):
-                return _error(404, "Unknown session_id: open GET /sse first and POST to the endpoint it names")
+                await send_error(
+                    send,
+                    InvalidRequest("Unknown session_id: open GET /sse first and POST to the endpoint it names"),
+                    status=404,
+                )
+                return
             # The stream is held by another replica: hand the message over to it.
             await self.gateway.link.send(session_id, LinkMessage(kind="sse", session=session_id, body=body))
-            return Response(status_code=202)
-        self._receive(session_id, message)
-        return Response(status_code=202)
+        else:
+            self._receive(session_id, message)
+        await send_accepted(send)
 
     def _forwarded(self, link_message: LinkMessage) -> None:
         session_id = link_message.session or ""
-        if session_id in self._streams:
+        if self.gateway.streams.stream_of(session_id) is not None:
             message = decode_message(link_message.body)
-            assert isinstance(message, Message)
-            self._receive(session_id, message)
+            if isinstance(message, Message):
+                self._receive(session_id, message)
 
     def _receive(self, session_id: str, message: Message) -> None:
-        listener = self._streams[session_id]
-        kind = message.kind
-        if kind == "response":
-            self.gateway._resolve(session_id, message)
-        elif kind == "notification":
+        requests = self.gateway.requests
+        if message.kind == "response":
+            self._spawn(requests.answered(session_id, message))
+        elif message.kind == "notification":
             if message.method == "notifications/cancelled":
-                self._cancel(session_id, message)
+                requests.cancel(session_id, message)
         else:
-            task = asyncio.ensure_future(self._handle(session_id, listener, message))
-            key = (session_id, message.id)
-            self.gateway.inflight[key] = task  # type: ignore[index]
-            task.add_done_callback(lambda _t: self.gateway.inflight.pop(key, None))  # type: ignore[arg-type]
+            self._spawn(self._handle(session_id, message))
 
-    async def _handle(self, session_id: str, listener: Listener, message: Message) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, session_id: str, message: Message) -> None:
+        listener = self.gateway.streams.stream_of(session_id)
+        if listener is None:
+            return
+        request_id = message.id if isinstance(message.id, int | str) else None
         session = await self.gateway.sessions.get(session_id)
         if session is None and message.method != "initialize":
-            listener.push(error_response(message.id, InvalidRequest("Send initialize first")))  # type: ignore[arg-type]
+            listener.push(error_response(request_id, InvalidRequest("Send initialize first")))
             return
         try:
             ctx, params = session_call(
@@ -153,20 +159,10 @@ class LegacySseEndpoints:
                 transport_session=session_id,
             )
         except GatewayError as exc:
-            listener.push(error_response(message.id, exc))  # type: ignore[arg-type]
+            listener.push(error_response(request_id, exc))
             return
-        body, _ = await self.gateway.router.dispatch(ctx, params)
+        task = asyncio.current_task()
+        assert task is not None
+        with self.gateway.requests.track(session_id, ctx.request_id, task):
+            body, _ = await self.gateway.router.dispatch(ctx, params)
         listener.push(body)
-
-    def _cancel(self, session_id: str, message: Message) -> None:
-        with contextlib.suppress(msgspec.DecodeError, AttributeError):
-            params = msgspec.json.decode(message.params) if message.params is not UNSET else {}
-            task = self.gateway.inflight.get((session_id, params.get("requestId")))
-            if task is not None:
-                task.cancel()
-
-
-def _error(status: int, message: str) -> Response:
-    return JSONResponse(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}, status_code=status
-    )

@@ -8,24 +8,26 @@ concurrently; `notifications/cancelled` cancels one; logs go to stderr only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
-from msgspec import UNSET, Raw
+from msgspec import Raw
 
-from aggregator.calls import CallContext, session_call
+from aggregator.calls import CallContext, session_call, stateless_call
 from aggregator.gateway import Gateway
 from aggregator.notifications import Listener
-from aggregator.protocol import stateless
+from aggregator.protocol.stateless import parse_listen_filter
 from shared.config import Config
 from shared.protocol import versions as v
 from shared.protocol.errors import GatewayError, InvalidRequest
 from shared.protocol.jsonrpc import (
     Message,
     Notification,
+    Params,
+    RequestId,
     ResultResponse,
     decode_message,
     decode_params,
@@ -46,22 +48,20 @@ _LINE_LIMIT = 64 * 1024 * 1024
 class StdioServer:
     def __init__(self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.gateway = gateway
+        self.requests = gateway.requests
         self.reader = reader
         self.writer = writer
         self.session_id: str | None = None
-        self._tasks: dict[Any, asyncio.Task[None]] = {}
-        self._listeners: dict[Any, Listener] = {}
-        self._pumps: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listens: dict[RequestId, Listener] = {}
 
     async def run(self) -> None:
         """Serve until stdin closes."""
         while line := await self.reader.readline():
             if line.strip():
                 self._receive(line)
-        for task in list(self._tasks.values()):
+        for task in list(self._tasks):
             task.cancel()
-        for pump in list(self._pumps):
-            pump.cancel()
 
     def write(self, data: bytes) -> None:
         self.writer.write(data + b"\n")
@@ -72,7 +72,7 @@ class StdioServer:
         self.write(encode(Notification(method=method, params=params)))
 
     async def request(self, method: str, params: Raw) -> Raw:
-        return await self.gateway.ask_client(_SESSION, method, params, self.write)
+        return await self.requests.ask(_SESSION, method, params, self.write)
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -83,106 +83,87 @@ class StdioServer:
         except GatewayError as exc:
             self.write(error_response(None, exc))
             return
-        kind = message.kind
-        if kind == "response":
-            future = self.gateway.client_requests.get((_SESSION, message.id))  # type: ignore[arg-type]
-            if future is not None and not future.done():
-                future.set_result(message)
-        elif kind == "notification":
-            if message.method == "notifications/cancelled":
-                self._cancel(message)
+        if message.kind == "response":
+            self._spawn(self.requests.answered(_SESSION, message))
+        elif message.kind == "notification":
+            if message.method == "notifications/cancelled" and not self._end_listen(message):
+                self.requests.cancel(_SESSION, message)
         else:
-            task = asyncio.ensure_future(self._handle(message))
-            self._tasks[message.id] = task
-            task.add_done_callback(lambda _t, key=message.id: self._tasks.pop(key, None))
+            self._spawn(self._handle(message))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, message: Message) -> None:
-        assert isinstance(message.method, str) and message.id is not None and message.id is not UNSET
+        assert isinstance(message.method, str) and isinstance(message.id, int | str)
         try:
-            params = decode_params(message.params)
-            meta = decode_params(params["_meta"]) if "_meta" in params else {}
-            if message.method == "initialize":
-                ctx = CallContext(
-                    request_id=message.id,
-                    method="initialize",
-                    protocol_version=v.LATEST_HANDSHAKE,
-                    transport_session=_SESSION,
-                )
-            elif v.PROTOCOL_VERSION in meta or self.session_id is None:
-                envelope = stateless.parse(message.method, params, None)
-                ctx = CallContext(
-                    request_id=message.id,
-                    method=message.method,
-                    protocol_version=envelope.version,
-                    meta=envelope.meta,
-                    client_capabilities_raw=envelope.client_capabilities,
-                    channel=self,
-                )
-                if message.method == "subscriptions/listen":
-                    await self._listen(message.id, params)
-                    return
-            else:
-                session = await self.gateway.sessions.get(self.session_id)
-                if session is None:
-                    raise InvalidRequest("the session ended; send initialize again")
-                ctx, params = session_call(message, session, self)
+            ctx, params = await self._context(message)
+            if ctx.method == "subscriptions/listen":
+                await self._listen(ctx.request_id, params)
+                return
         except GatewayError as exc:
             self.write(error_response(message.id, exc))
             return
-        body, _ = await self.gateway.router.dispatch(ctx, params)
-        if message.method == "initialize" and ctx.session is not None:
+        task = asyncio.current_task()
+        assert task is not None
+        with self.requests.track(_SESSION, ctx.request_id, task):
+            body, _ = await self.gateway.router.dispatch(ctx, params)
+        if ctx.method == "initialize" and ctx.session is not None:
             self.session_id = ctx.session.id
-            self._follow(Listener(kinds={"tools", "prompts", "resources"}, session_id=ctx.session.id), key=None)
+            self._follow(self.gateway.streams.open(ctx.session.id), close=self.gateway.streams.close)
         self.write(body)
 
-    async def _listen(self, request_id: Any, params: dict[str, Raw]) -> None:
-        wanted = msgspec.json.decode(params["notifications"]) if "notifications" in params else {}
-        if not isinstance(wanted, dict):
-            wanted = {}
-        kinds = {
-            k
-            for f, k in (
-                ("toolsListChanged", "tools"),
-                ("promptsListChanged", "prompts"),
-                ("resourcesListChanged", "resources"),
-            )
-            if wanted.get(f)
-        }
-        uris = {u for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)}
-        for uri in sorted(uris):
-            await self.gateway.server.watch(uri)
-        listener = Listener(kinds=kinds, uris=uris, subscription_id=raw(request_id))
-        listener.deliver("notifications/subscriptions/acknowledged", {"notifications": wanted})
-        self._listeners[request_id] = listener
-        self._follow(listener, key=request_id)
+    async def _context(self, message: Message) -> tuple[CallContext, Params]:
+        """A stateless request carries `_meta` protocol fields; anything else belongs to the session."""
+        if message.method == "initialize":
+            return session_call(message, None, self, protocol_version=v.LATEST_HANDSHAKE, transport_session=_SESSION)
+        params = decode_params(message.params)
+        meta = decode_params(params["_meta"]) if "_meta" in params else {}
+        if v.PROTOCOL_VERSION in meta or self.session_id is None:
+            return stateless_call(message, None, self)
+        session = await self.gateway.sessions.get(self.session_id)
+        if session is None:
+            raise InvalidRequest("the session ended; send initialize again")
+        return session_call(message, session, self)
 
-    def _follow(self, listener: Listener, *, key: Any) -> None:
+    async def _listen(self, request_id: RequestId, params: Params) -> None:
+        wanted = parse_listen_filter(params)
+        for uri in sorted(wanted.uris):
+            await self.gateway.server.watch(uri)
+        listener = Listener(kinds=wanted.kinds, uris=wanted.uris, subscription_id=raw(request_id))
+        listener.deliver("notifications/subscriptions/acknowledged", {"notifications": wanted.granted})
+        self._listens[request_id] = listener
         self.gateway.hub.add(listener)
+        self._follow(listener, close=self.gateway.hub.remove)
+
+    def _end_listen(self, message: Message) -> bool:
+        """A `notifications/cancelled` for a listen stream ends it with its final result."""
+        try:
+            params = decode_params(message.params)
+            request_id = msgspec.json.decode(params["requestId"]) if "requestId" in params else None
+        except (GatewayError, msgspec.DecodeError):
+            return False
+        listener = self._listens.pop(request_id, None) if isinstance(request_id, int | str) else None
+        if listener is None or request_id is None:
+            return False
+        self.gateway.hub.remove(listener)
+        done = {"resultType": "complete", "_meta": {v.SUBSCRIPTION_ID: request_id}}
+        self.write(encode(ResultResponse(id=request_id, result=raw(done))))
+        return True
+
+    def _follow(self, listener: Listener, *, close: Callable[[Listener], None]) -> None:
+        """Copy a listener's messages to stdout until it closes."""
 
         async def pump() -> None:
             try:
                 while not listener.closed:
                     self.write(await listener.queue.get())
             finally:
-                self.gateway.hub.remove(listener)
+                close(listener)
 
-        task = asyncio.ensure_future(pump())
-        self._pumps.add(task)
-        task.add_done_callback(self._pumps.discard)
-
-    def _cancel(self, message: Message) -> None:
-        with contextlib.suppress(msgspec.DecodeError, AttributeError):
-            params = msgspec.json.decode(message.params) if message.params is not UNSET else {}
-            request_id = params.get("requestId")
-            listener = self._listeners.pop(request_id, None)
-            if listener is not None:
-                self.gateway.hub.remove(listener)
-                done = {"resultType": "complete", "_meta": {v.SUBSCRIPTION_ID: request_id}}
-                self.write(encode(ResultResponse(id=request_id, result=raw(done))))
-                return
-            task = self._tasks.get(request_id)
-            if task is not None:
-                task.cancel()
+        self._spawn(pump())
 
 
 async def serve_stdio(config: Config, *, redis_url: str | None, control_plane: bool) -> int:

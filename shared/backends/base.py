@@ -40,6 +40,7 @@ from shared.protocol.jsonrpc import (
     encode,
     raw,
 )
+from shared.protocol.vocabulary import LIST_KINDS
 
 __all__ = ["BackendConnection", "CallSink", "NotificationHandler", "PendingCall", "unexpected_status"]
 
@@ -233,14 +234,10 @@ class BackendConnection:
     def _listen_filter(self) -> dict[str, Any]:
         """The 2026-07-28 `subscriptions/listen` filter this backend can honour."""
         wanted: dict[str, Any] = {}
-        for capability, key in (
-            ("tools", "toolsListChanged"),
-            ("prompts", "promptsListChanged"),
-            ("resources", "resourcesListChanged"),
-        ):
-            section = self.capabilities.get(capability)
+        for kind in LIST_KINDS:
+            section = self.capabilities.get(kind.capability)
             if isinstance(section, dict) and section.get("listChanged"):
-                wanted[key] = True
+                wanted[kind.listen_flag] = True
         if self._watched:
             wanted["resourceSubscriptions"] = sorted(self._watched)
         return wanted

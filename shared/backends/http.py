@@ -1,8 +1,7 @@
-"""The seam between backend HTTP and the rest of the gateway: pools, errors, header values."""
+"""The seam between backend HTTP and the rest of the gateway: one pool per backend, errors translated."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import Iterator
 
@@ -10,7 +9,7 @@ from shared.backends.http_client import HttpPool, WireError
 from shared.config import ServerSpec
 from shared.protocol.errors import BackendUnavailable
 
-__all__ = ["encode_header_value", "new_pool", "translate_errors"]
+__all__ = ["new_pool", "translate_errors"]
 
 
 def new_pool(spec: ServerSpec) -> HttpPool:
@@ -26,15 +25,3 @@ def translate_errors(server: str, url: str | None) -> Iterator[None]:
         yield
     except (WireError, OSError) as exc:
         raise BackendUnavailable(server, f"backend {server!r} is unreachable at {url}: {exc}") from exc
-
-
-def encode_header_value(value: str) -> str:
-    """An HTTP header value as 2026-07-28 wants it: plain when safe, else the base64 sentinel."""
-    safe = (
-        value == value.strip()
-        and all(0x20 <= ord(c) <= 0x7E for c in value)
-        and not (value.startswith("=?base64?") and value.endswith("?="))
-    )
-    if safe:
-        return value
-    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="

@@ -15,7 +15,13 @@ from msgspec import UNSET
 
 from shared.backends.base import BackendConnection
 from shared.protocol import versions as v
-from shared.protocol.errors import UNSUPPORTED_PROTOCOL_VERSION, BackendError, BackendTimeout
+from shared.protocol.errors import (
+    UNSUPPORTED_PROTOCOL_VERSION,
+    BackendError,
+    BackendTimeout,
+    GatewayError,
+    error_from_wire,
+)
 
 __all__ = ["NotStateless", "negotiate"]
 
@@ -57,10 +63,10 @@ async def _probe(conn: BackendConnection, version: str) -> str:
     conn.protocol_version = version  # HTTP transports send it as MCP-Protocol-Version
     reply = await conn.send("server/discover", {"_meta": meta}, timeout=max(_PROBE_TIMEOUT, conn.spec.timeout))
     if reply.error is not UNSET:
-        error = _decode(reply.error)
+        error = error_from_wire(reply.error, who=f"backend {conn.server!r}")
         conn.protocol_version = None
-        if error.get("code") == UNSUPPORTED_PROTOCOL_VERSION:
-            supported = (error.get("data") or {}).get("supported") or []
+        if error.code == UNSUPPORTED_PROTOCOL_VERSION:
+            supported = _supported(error)
             if not set(supported) & set(v.STATELESS_VERSIONS):
                 log.info("backend %s speaks only %s; trying initialize", conn.server, supported)
                 return "handshake"
@@ -89,16 +95,15 @@ async def _initialize(conn: BackendConnection) -> None:
     }
     reply = await conn.send("initialize", params, timeout=max(_HANDSHAKE_TIMEOUT, conn.spec.timeout))
     if reply.error is not UNSET:
-        error = _decode(reply.error)
-        supported = (error.get("data") or {}).get("supported") or []
-        stateless = [version for version in v.STATELESS_VERSIONS if version in supported]
+        error = error_from_wire(reply.error, who=f"backend {conn.server!r}")
+        stateless = [version for version in v.STATELESS_VERSIONS if version in _supported(error)]
         # The probe's answer came too late, and the server settled on 2026-07-28 meanwhile.
-        late_stateless = error.get("code") == UNSUPPORTED_PROTOCOL_VERSION and stateless
+        late_stateless = error.code == UNSUPPORTED_PROTOCOL_VERSION and stateless
         if late_stateless and await _probe(conn, stateless[0]) == "stateless":
             return
         raise BackendError(
             conn.server,
-            f"backend {conn.server!r} refused initialize: {error.get('message', error)}"
+            f"backend {conn.server!r} refused initialize: {error.message}"
             " (it speaks neither 2026-07-28 nor an initialize-based version the gateway knows)",
         )
     result = _decode(reply.result)
@@ -122,3 +127,10 @@ def _decode(value: Any) -> dict[str, Any]:
     except (msgspec.DecodeError, TypeError):
         return {}
     return decoded if isinstance(decoded, dict) else {}
+
+
+def _supported(error: GatewayError) -> list[str]:
+    """The versions an UnsupportedProtocolVersion error says the peer speaks."""
+    data = error.data if isinstance(error.data, dict) else {}
+    supported = data.get("supported")
+    return [s for s in supported if isinstance(s, str)] if isinstance(supported, list) else []

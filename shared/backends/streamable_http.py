@@ -15,10 +15,10 @@ import logging
 from typing import Any
 
 import msgspec
-from msgspec import Raw
+from msgspec import UNSET, Raw
 
 from shared.backends.base import BackendConnection, PendingCall, unexpected_status
-from shared.backends.http import encode_header_value, new_pool, translate_errors
+from shared.backends.http import new_pool, translate_errors
 from shared.backends.http_client import HttpPool, Response, WireError
 from shared.backends.negotiate import NotStateless
 from shared.backends.sse_events import iter_events
@@ -29,15 +29,16 @@ from shared.protocol.errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     BackendUnavailable,
     GatewayError,
+    error_from_wire,
 )
 from shared.protocol.jsonrpc import Message, Request, RequestId, decode_message, encode, raw
+from shared.protocol.vocabulary import NAMED_METHODS, encode_header_value
 
 __all__ = ["StreamableHttpConnection"]
 
 log = logging.getLogger("aggregator.backend")
 
 _STATELESS_ERRORS = {HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION}
-_NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
 class StreamableHttpConnection(BackendConnection):
@@ -63,7 +64,7 @@ class StreamableHttpConnection(BackendConnection):
 
     def _head(self, method: str | None, params: Any, accept: str = "application/json, text/event-stream") -> bytes:
         """Request headers as wire bytes; the few distinct sets are encoded once and reused."""
-        key = _NAMED.get(method or "") if self.stateless else None
+        key = NAMED_METHODS.get(method or "") if self.stateless else None
         name = params.get(key) if key is not None and params else None
         cache_key = (
             method,
@@ -128,7 +129,7 @@ class StreamableHttpConnection(BackendConnection):
                 if not isinstance(decoded, list) and decoded.kind == "response":
                     message = decoded
         if method == "server/discover" and status >= 400:
-            code = _error_code(message)
+            code = error_from_wire(message.error).code if message is not None and message.error is not UNSET else None
             if code not in _STATELESS_ERRORS:
                 raise NotStateless(f"HTTP {status} without a 2026-07-28 error")
         if message is not None:
@@ -189,13 +190,3 @@ class StreamableHttpConnection(BackendConnection):
             finally:
                 response.close()
         return True
-
-
-def _error_code(message: Message | None) -> int | None:
-    if message is None or message.error is msgspec.UNSET:
-        return None
-    try:
-        error = msgspec.json.decode(message.error)
-    except msgspec.DecodeError:
-        return None
-    return error.get("code") if isinstance(error, dict) else None

@@ -51,6 +51,7 @@ __all__ = [
     "UnknownTool",
     "UnsupportedProtocolVersion",
     "error_body",
+    "error_from_wire",
     "http_status",
 ]
 
@@ -178,3 +179,23 @@ def error_body(exc: GatewayError) -> _ErrorObject:
 def http_status(code: int, default: int = 200) -> int:
     """HTTP status for a JSON-RPC error code on the 2026-07-28 transport."""
     return _HTTP_STATUS.get(code, default)
+
+
+def error_from_wire(error: bytes | None, *, who: str = "the peer") -> GatewayError:
+    """The exception for a received JSON-RPC `error` member, with its code, message and data kept.
+
+    A malformed member (not an object, no integer code) still becomes an error, naming `who` sent it.
+    """
+    try:
+        decoded = msgspec.json.decode(error) if error is not None else None
+    except msgspec.DecodeError:
+        decoded = None
+    if not isinstance(decoded, dict):
+        return InternalError(f"{who} sent a malformed JSON-RPC error")
+    code = decoded.get("code")
+    message = decoded.get("message")
+    return GatewayError(
+        message if isinstance(message, str) else f"{who} sent an error without a message",
+        decoded.get("data"),
+        code=code if isinstance(code, int) and not isinstance(code, bool) else INTERNAL_ERROR,
+    )

@@ -1,0 +1,72 @@
+"""Long-lived server-sent event streams: a listener's queue pumped to one HTTP response.
+
+Used by the 2025-11-25 GET stream, 2026-07-28 `subscriptions/listen` and the legacy `/sse`
+stream. The pump ends when the client leaves, when the listener is closed (replaced, or fell
+too far behind) or when the gateway stops; a comment line every `keepalive` seconds keeps
+proxies from timing the stream out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from enum import Enum
+
+from aggregator.notifications import Listener
+from aggregator.transport.http_common import Receive, Send, sse_event, start_sse, wait_disconnect
+
+__all__ = ["StreamEnd", "pump"]
+
+KEEPALIVE = 15.0
+
+
+class StreamEnd(Enum):
+    CLIENT_LEFT = "client left"
+    CLOSED = "listener closed"
+    GATEWAY_STOPPING = "gateway stopping"
+
+
+async def pump(
+    receive: Receive,
+    send: Send,
+    listener: Listener,
+    closing: asyncio.Event,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    preamble: bytes = b"",
+    farewell: bytes = b"",
+    keepalive: float = KEEPALIVE,
+) -> StreamEnd:
+    """Stream `listener`'s messages until one side ends it, then end the response.
+
+    `preamble` is written first (raw SSE bytes); `farewell` is a last message sent when the
+    gateway is stopping (a listen stream's final result).
+    """
+    gone = asyncio.ensure_future(wait_disconnect(receive))
+    stopping = asyncio.ensure_future(closing.wait())
+    end = StreamEnd.CLOSED
+    try:
+        await start_sse(send, headers)
+        if preamble:
+            await send({"type": "http.response.body", "body": preamble, "more_body": True})
+        while not listener.closed:
+            getter = asyncio.ensure_future(listener.queue.get())
+            done, _ = await asyncio.wait({getter, gone, stopping}, timeout=keepalive, return_when="FIRST_COMPLETED")
+            if getter in done:
+                await send({"type": "http.response.body", "body": sse_event(getter.result()), "more_body": True})
+                continue
+            getter.cancel()
+            if gone in done:
+                end = StreamEnd.CLIENT_LEFT
+                break
+            if stopping in done:
+                end = StreamEnd.GATEWAY_STOPPING
+                break
+            await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
+        return end
+    finally:
+        gone.cancel()
+        stopping.cancel()
+        last = sse_event(farewell) if farewell and end is StreamEnd.GATEWAY_STOPPING else b""
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await send({"type": "http.response.body", "body": last, "more_body": False})
