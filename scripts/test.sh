@@ -11,12 +11,19 @@ command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
   echo "==> installing Debian packages:$missing"
   sudo_cmd=""
   if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null
+fi
+# A third-party backend from the npm registry: the reference "everything" server.
+everything=.cache/node/node_modules/.bin/mcp-server-everything
+if [ ! -x "$everything" ]; then
+  echo "==> installing @modelcontextprotocol/server-everything (npm) into .cache/node"
+  npm install --silent --no-audit --no-fund --prefix .cache/node @modelcontextprotocol/server-everything@2026.8.31
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> ruff"

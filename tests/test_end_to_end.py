@@ -1,16 +1,18 @@
 """The gateway end to end: official SDK clients in both eras, real backends over every transport.
 
-Backends: mcp-server-time (PyPI, stdio); the toolbox over stdio (`alpha`), streamable HTTP
-(`beta`), HTTP+SSE (`gamma`) and as a 2025-only HTTP server (`old`); two toolbox instances as
-the family `kube`; a toolbox with a 1 s timeout (`slowpoke`).
+Backends: mcp-server-time (PyPI, stdio); the reference "everything" server (npm, stdio); the
+toolbox over stdio (`alpha`), streamable HTTP (`beta`), HTTP+SSE (`gamma`) and as a 2025-only
+HTTP server (`old`); two toolbox instances as the family `kube`; a toolbox with a 1 s timeout
+(`slowpoke`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -21,11 +23,12 @@ import pytest
 from mcp import Client, ClientSession, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 
-from tests.gateway_process import BIN, GatewayProcess, run_gateway
+from tests.gateway_process import BIN, ROOT, GatewayProcess, run_gateway
 from tests.servers.launch import run_http_server
 
 ERAS = ["legacy", "2026-07-28"]
 PY = sys.executable
+EVERYTHING = ROOT / ".cache/node/node_modules/.bin/mcp-server-everything"  # installed by scripts/test.sh
 
 
 def toolbox_stdio(name: str, *extra: str) -> dict[str, Any]:
@@ -51,6 +54,7 @@ def gateway() -> Iterator[GatewayProcess]:
             "aggregator": {"healthCheckInterval": 1},
             "mcpServers": [
                 {"name": "time", "type": "stdio", "command": PY, "args": ["-m", "mcp_server_time"]},
+                {"name": "everything", "type": "stdio", "command": str(EVERYTHING), "args": ["stdio"]},
                 toolbox_stdio("alpha"),
                 {"name": "beta", "type": "streamable-http", "url": beta.url},
                 {"name": "gamma", "type": "sse", "url": gamma.url},
@@ -215,6 +219,29 @@ async def test_backend_questions_reach_the_calling_client(gateway: GatewayProces
         assert text(await client.call_tool(f"x_{server}_ask_name", {})) == "hello ada"
         assert text(await client.call_tool(f"x_{server}_sample", {"prompt": "q"})) == "sampled"
         assert text(await client.call_tool(f"x_{server}_list_roots", {})) == "file:///work"
+
+
+@contextlib.asynccontextmanager
+async def client_on(gateway: GatewayProcess, path: str, **callbacks: Any) -> AsyncIterator[Client | ClientSession]:
+    """An SDK client with `callbacks` on one of the three client paths: 2026-07-28, 2025-11-25, legacy SSE."""
+    if path != "legacy-sse":
+        async with Client(gateway.url, mode="legacy" if path == "2025-11-25" else path, **callbacks) as client:
+            yield client
+        return
+    async with sse_client(f"{gateway.base}/sse") as (read, write), ClientSession(read, write, **callbacks) as session:
+        await session.initialize()
+        yield session
+
+
+@pytest.mark.parametrize("path", ["2026-07-28", "2025-11-25", "legacy-sse"])
+async def test_questions_are_answered_on_every_client_path(gateway: GatewayProcess, path: str) -> None:
+    async with client_on(gateway, path, elicitation_callback=_elicit, sampling_callback=_sample) as client:
+        with anyio.fail_after(30):
+            sampled = await client.call_tool("x_everything_trigger-sampling-request", {"prompt": "q"})
+            assert not sampled.is_error and "sampled" in text(sampled)
+            for server in ("beta", "old"):  # a 2026-07-28 and a 2025-11-25 backend asking
+                assert text(await client.call_tool(f"x_{server}_ask_name", {})) == "hello ada"
+                assert text(await client.call_tool(f"x_{server}_sample", {"prompt": "q"})) == "sampled"
 
 
 @pytest.mark.parametrize("mode", ERAS)
