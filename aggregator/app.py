@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from aggregator.admin import admin_routes
 from aggregator.gateway import Gateway
-from aggregator.middleware import OriginCheck
+from aggregator.middleware import check_host_and_origin
 from aggregator.protocol.errors import InternalError
 from aggregator.transport.http_common import Receive, Scope, Send, send_error
 from aggregator.transport.legacy_sse import LegacySseEndpoints
@@ -59,7 +59,7 @@ class GatewayApp:
             Route("/message", self._legacy_message, methods=["POST"]),
         ]
         self._starlette = Starlette(routes=routes, lifespan=self._lifespan)
-        self._app = OriginCheck(self._dispatch, config.aggregator.allowed_origins)
+        self._app = check_host_and_origin(self._dispatch, config.aggregator)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
