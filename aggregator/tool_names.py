@@ -81,9 +81,7 @@ def has_hidden_characters(name: str) -> bool:
 def _fold(text: str) -> str:
     """Compatibility forms, look-alikes and case folded; marks and hidden characters dropped; `/` kept."""
     text = unicodedata.normalize("NFKD", text.translate(_FOLD)).translate(_FOLD).casefold().translate(_FOLD)
-    return "".join(
-        char for char in text if char.isspace() or not (_hidden(char) or unicodedata.category(char) == "Mn")
-    )
+    return "".join(char for char in text if char.isspace() or not (_hidden(char) or unicodedata.category(char) == "Mn"))
 
 
 def _key(folded: str) -> str:
