@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from aggregator.admin import admin_routes
 from aggregator.gateway import Gateway
-from aggregator.middleware import OriginCheck
+from aggregator.middleware import check_host_and_origin
 from aggregator.transport.http_common import Receive, Scope, Send, send_error
 from aggregator.transport.legacy_sse import LegacySseEndpoints
 from aggregator.transport.streamable_http import StreamableHttpEndpoint
@@ -60,7 +60,7 @@ class GatewayApp:
             Route("/metrics", self._metrics, methods=["GET"]),
         ]
         self._starlette = Starlette(routes=routes, lifespan=self._lifespan)
-        self._app = OriginCheck(self._dispatch, config.aggregator.allowed_origins)
+        self._app = check_host_and_origin(self._dispatch, config.aggregator)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)

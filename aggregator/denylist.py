@@ -1,9 +1,13 @@
 """Which backend tools are blocked: muster's destructive defaults, config globs, run-time overrides.
 
-The default list matches a backend's *original* tool name, case-insensitively, so a tool is
-blocked whatever name it is exposed under. Config globs match the original or the exposed
-name. A run-time override (ToggleToolBlock) names an exposed tool and wins over both; yolo
-mode turns the denylist off but leaves explicit overrides in force.
+Names are compared by their normalised form (`aggregator.tool_names`): case, separators,
+invisible characters and look-alike letters do not matter, and a name counts as itself and as
+its last `/` segment, so `helm/uninstall_helm_chart` is `uninstall_helm_chart`. The default list
+matches a backend's *original* tool name, so a tool is blocked whatever name it is exposed under;
+it also sees through look-alikes within ASCII (`kubectI_delete`). Config globs match the original
+or the exposed name, normalised the same way. A run-time override (ToggleToolBlock) names an
+exposed tool and wins over both; yolo mode turns the denylist off but leaves explicit overrides
+in force.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+
+from aggregator.tool_names import name_forms, normalize_glob, normalize_tool_name
 
 __all__ = ["DESTRUCTIVE_TOOLS", "Denylist"]
 
@@ -71,12 +77,17 @@ class Denylist:
             return "blocked at run time by an administrator" if override else None
         if self.yolo:
             return None
-        names = (original.lower(), exposed.lower())
-        if any(_matches(name, pattern) for pattern in self.allow for name in names):
+        originals = name_forms(original)
+        forms = originals + name_forms(exposed)
+        if _any_match(forms, self.allow):
             return None
-        if names[0] in DESTRUCTIVE_TOOLS:
-            return "on the default denylist of destructive tools"
-        if any(_matches(name, pattern) for pattern in self.extra for name in names):
+        for form in originals:
+            listed = _DESTRUCTIVE_BY_SKELETON.get(_ascii_skeleton(form))
+            if listed == original.lower():
+                return "on the default denylist of destructive tools"
+            if listed is not None:
+                return f"on the default denylist of destructive tools (its name reads as {listed})"
+        if _any_match(forms, self.extra):
             return "on the configured denylist (aggregator.denylist.extra)"
         return None
 
@@ -84,5 +95,14 @@ class Denylist:
         return Denylist(self.yolo, self.extra, self.allow, dict(overrides))
 
 
-def _matches(name: str, pattern: str) -> bool:
-    return fnmatchcase(name, pattern.lower())
+def _any_match(forms: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(form, normalize_glob(pattern)) for pattern in patterns for form in forms)
+
+
+def _ascii_skeleton(key: str) -> str:
+    """A normalised name with ASCII look-alikes merged (`i` `1` `|` as `l`, `0` as `o`, `rn` as `m`)."""
+    return key.translate(_ASCII_LOOKALIKES).replace("rn", "m")
+
+
+_ASCII_LOOKALIKES = str.maketrans("i1|0", "lllo")
+_DESTRUCTIVE_BY_SKELETON = {_ascii_skeleton(normalize_tool_name(name)): name for name in DESTRUCTIVE_TOOLS}

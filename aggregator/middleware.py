@@ -1,24 +1,73 @@
-"""Plain ASGI middleware: reject requests from browser origins that are not allowed.
+"""Plain ASGI middleware that keeps web pages from driving a gateway: Host and Origin checks.
 
-Protects a gateway on localhost from DNS rebinding: a page on another site cannot drive it.
-Requests without an Origin header (non-browser clients) pass. Loopback origins are always
-allowed; others must be listed in aggregator.allowedOrigins ("*" allows any).
+DNS rebinding points a page's own host name (evil.example) at 127.0.0.1. The browser then sends
+`Host: evil.example` and, on same-origin GETs, no Origin at all, so HostCheck refuses host names
+a loopback-bound gateway does not answer to; OriginCheck refuses cross-site requests from pages
+whose origin is not allowed. Requests without Origin (non-browser clients) or without Host
+(HTTP/1.0; browsers always send one) pass. Lifespan and other non-HTTP scopes pass untouched.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from functools import lru_cache
 from urllib.parse import urlsplit
 
-from aggregator.transport.http_common import Receive, Scope, Send, send_error
+from aggregator.transport.http_common import ASGIApp, Receive, Scope, Send, send_error
+from shared.config import AggregatorSettings
 from shared.protocol.errors import InvalidRequest
 
-__all__ = ["OriginCheck"]
+__all__ = ["HostCheck", "OriginCheck", "check_host_and_origin"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
+def check_host_and_origin(app: ASGIApp, settings: AggregatorSettings) -> ASGIApp:
+    """`app` behind both checks, configured from the aggregator settings."""
+    origin_check = OriginCheck(app, settings.allowed_origins)
+    return HostCheck(origin_check, bind_host=settings.host, allowed=settings.allowed_hosts)
+
+
+class HostCheck:
+    """Loopback binds answer only loopback host names and aggregator.allowedHosts; others any, unless listed."""
+
+    def __init__(self, app: ASGIApp, *, bind_host: str, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.bind_host = bind_host
+        names = {_allowed_name(entry) for entry in allowed}
+        self.any_host = "*" in names or (not names and not _is_loopback(bind_host.strip("[]").lower()))
+        self.names = {name for name in names if not name.startswith("*")}
+        self.suffixes = tuple(name[1:] for name in names if name.startswith("*."))
+
+    def permits(self, host: str) -> bool:
+        return self.any_host or host in self.names or host.endswith(self.suffixes) or _is_loopback(host)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            values = [value for name, value in scope["headers"] if name == b"host"]
+            if len(values) > 1:
+                # RFC 9112 section 3.2: a request with more than one Host header gets 400.
+                await send_error(send, InvalidRequest("The request has more than one Host header; send one"))
+                return
+            host = _host_name(values[0].decode("latin-1")) if values else None
+            if host is not None and not self.permits(host):
+                # 421 Misdirected Request: this server does not answer for that host name (403 is for Origin).
+                await send_error(
+                    send,
+                    InvalidRequest(
+                        f"Host {host!r} is not served by this gateway (bound to {self.bind_host}); "
+                        "if clients reach it under that name, add it to aggregator.allowedHosts"
+                    ),
+                    status=421,
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 class OriginCheck:
-    def __init__(self, app, allowed: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """Browser origins other than loopback must be listed in aggregator.allowedOrigins ("*" allows any)."""
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
         self.app = app
         self.allowed = {origin.rstrip("/").lower() for origin in allowed}
 
@@ -30,15 +79,46 @@ class OriginCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"origin":
-                    origin = value.decode("latin-1")
-                    if not self.permits(origin):
-                        await send_error(
-                            send,
-                            InvalidRequest(f"Origin {origin!r} is not allowed; add it to aggregator.allowedOrigins"),
-                            status=403,
-                        )
-                        return
-                    break
+            values = [value for name, value in scope["headers"] if name == b"origin"]
+            if len(values) > 1:
+                await send_error(
+                    send, InvalidRequest("The request has more than one Origin header; send one"), status=403
+                )
+                return
+            origin = values[0].decode("latin-1") if values else None
+            if origin is not None and not self.permits(origin):
+                await send_error(
+                    send,
+                    InvalidRequest(f"Origin {origin!r} is not allowed; add it to aggregator.allowedOrigins"),
+                    status=403,
+                )
+                return
         await self.app(scope, receive, send)
+
+
+def _host_name(value: str) -> str:
+    """The host of a Host header value, lower-case, without port or trailing dot: `[::1]:8090` is `::1`."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    host, colon, _port = value.rpartition(":")
+    return (host if colon else value).rstrip(".")
+
+
+def _allowed_name(entry: str) -> str:
+    """An aggregator.allowedHosts entry as `_host_name` gives hosts; a bare IPv6 address stays whole."""
+    entry = entry.strip().lower()
+    if entry.count(":") > 1 and not entry.startswith("["):
+        return entry.rstrip(".")
+    return _host_name(entry)
+
+
+@lru_cache(maxsize=256)
+def _is_loopback(host: str) -> bool:
+    """localhost, a name under .localhost, or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

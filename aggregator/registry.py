@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from aggregator.denylist import Denylist
+from aggregator.tool_names import has_hidden_characters
 from shared.config import AggregatorSettings, ServerSpec
 from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.protocol.vocabulary import LIST_KINDS
@@ -279,7 +280,7 @@ class _CatalogBuilder:
             spec = self.specs[server]
             segment = spec.family.name if spec.family is not None else spec.prefix
             for tool in sorted(self.records[server].tools, key=_claim_order(segment)):
-                if not isinstance(tool.get("name"), str):
+                if not _exposable(server, "tool", tool.get("name")):
                     continue
                 if spec.family is not None:
                     families.setdefault((spec.family.name, tool["name"]), []).append((server, tool))
@@ -344,7 +345,7 @@ class _CatalogBuilder:
         for server in self.up:
             segment = self.specs[server].prefix
             for prompt in sorted(self.records[server].prompts, key=_claim_order(segment)):
-                if not isinstance(prompt.get("name"), str):
+                if not _exposable(server, "prompt", prompt.get("name")):
                     continue
                 name = self._exposed(segment, prompt["name"])
                 self.catalog.prompt_routes[name] = ItemRoute(server, prompt["name"])
@@ -384,6 +385,22 @@ class _CatalogBuilder:
             return uri
         base = uri if uri.startswith(f"{segment}_") else f"{segment}_{uri}"
         return f"{self.prefix}_{base}"
+
+
+def _exposable(server: str, kind: str, name: Any) -> bool:
+    """A name a client can see and type: a string without invisible or control characters."""
+    if not isinstance(name, str):
+        return False
+    if has_hidden_characters(name):
+        log.warning(
+            "backend %s: %s %s is not exposed: its name holds invisible or control characters",
+            server,
+            kind,
+            ascii(name),
+            extra={"server": server},
+        )
+        return False
+    return True
 
 
 def _claim_order(segment: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:

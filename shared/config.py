@@ -54,6 +54,7 @@ class AggregatorSettings(_Spec):
     yolo: bool = False
     max_tool_name_length: int = 64
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     denylist: DenylistSettings = DenylistSettings()
     session_idle_timeout: float = 3600.0

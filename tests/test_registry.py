@@ -119,6 +119,15 @@ def test_unblock_override_makes_tool_visible() -> None:
     assert names(reg) == ["x_alpha_kubectl_delete"]
 
 
+@pytest.mark.parametrize("hidden", ["kubectl_delete\u200b", "echo\tx", "ec\u202eho", "\u00adcleanup", "echo\n"])
+def test_tool_or_prompt_with_invisible_characters_is_not_exposed(hidden: str, caplog: pytest.LogCaptureFixture) -> None:
+    reg = registry(record("alpha", tool(hidden), tool("echo"), prompts=[{"name": hidden}, {"name": "greet"}]))
+    assert names(reg) == ["x_alpha_echo"]
+    assert [p["name"] for p in reg.catalog.prompts] == ["x_alpha_greet"]
+    assert not any(hidden in route.original for route in reg.catalog.tool_routes.values())
+    assert ascii(hidden) in caplog.text and "invisible or control characters" in caplog.text
+
+
 def test_unknown_tool() -> None:
     with pytest.raises(UnknownTool, match="Unknown tool: 'x_nope'"):
         registry().catalog.tool("x_nope")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shared.protocol.errors import GatewayError, InvalidRequest, http_status
 from shared.protocol.jsonrpc import RequestId, error_response
 
 __all__ = [
+    "ASGIApp",
     "BodyTooLarge",
     "Receive",
     "Scope",
@@ -26,6 +28,7 @@ __all__ = [
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON = b"application/json"
 SSE_HEADERS = [
