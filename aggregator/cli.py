@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from shared.config import Config, ConfigError, load_config
+from shared.redact import redact_url
 from shared.runtime import run
 
 __all__ = ["main"]
@@ -156,7 +157,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check(config: Config) -> int:
-    """Print the backends the config would start and its warnings; warnings do not fail."""
+    """Print the backends the config would start (URLs redacted) and its warnings; warnings do not fail."""
     counts = [f"{len(config.mcp_servers)} backend(s)"]
     if config.disabled:
         counts.append(f"{len(config.disabled)} disabled")
@@ -164,7 +165,7 @@ def _check(config: Config) -> int:
         counts.append(f"{len(config.warnings)} warning(s)")
     print(f"{config.source}: OK, {', '.join(counts)}")
     for spec in config.mcp_servers:
-        target = " ".join([spec.command or "", *spec.args]) if spec.type == "stdio" else spec.url
+        target = " ".join([spec.command or "", *spec.args]) if spec.type == "stdio" else redact_url(spec.url or "")
         family = f" family={spec.family.name}" if spec.family else ""
         print(f"  {spec.name:<20} {spec.type:<16} {target}  prefix={config.aggregator.prefix}_{spec.prefix}{family}")
     for name in config.disabled:

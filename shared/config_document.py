@@ -2,16 +2,19 @@
 
 A document is JSON or YAML. Its servers come as our list (`mcpServers: [{name: ...}]`) or as
 the map Claude Desktop, Cursor and VS Code write (`mcpServers` or `servers`: `{name: {...}}`),
-with those clients' type spellings and fields. `${VAR}` references are expanded here. Problems
-name the place as written, so a server of the map form is `$.mcpServers.time`, not an index.
-Field types and defaults are not looked at: msgspec checks those afterwards.
+with those clients' type spellings and fields. `${VAR}` references are expanded here, and
+credentials in a URL's userinfo move into an Authorization header. Problems name the place as
+written, so a server of the map form is `$.mcpServers.time`, not an index. Field types and
+defaults are not looked at: msgspec checks those afterwards.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 import yaml
@@ -75,7 +78,7 @@ def read_document(text: str, *, json_file: bool) -> Document:
         if isinstance(entry, dict) and _is_disabled(entry, at):
             disabled.append(name or str(entry.get("name", at)))
             continue
-        servers.append(_expand(_normalise(entry, at, name), at) if isinstance(entry, dict) else entry)
+        servers.append(_expand_server(_normalise(entry, at, name), at) if isinstance(entry, dict) else entry)
         server_paths.append(at)
         name_paths.append(at if name is not None else f"{at}.name")
     canonical["mcpServers"] = servers
@@ -156,6 +159,60 @@ def _normalise(written: dict[str, object], at: str, name: str | None) -> dict[st
     if kind is not None:
         entry["type"] = _TYPE_SPELLINGS.get(kind, kind) if isinstance(kind, str) else kind
     return entry
+
+
+def _expand_server(entry: dict[str, object], at: str) -> dict[str, object]:
+    """Expand one server's strings; credentials in its URL become an Authorization header."""
+    expanded = {key: _expand(value, f"{at}{_key_path(key)}") for key, value in entry.items() if key != "url"}
+    url = entry.get("url")
+    if not isinstance(url, str):
+        if "url" in entry:
+            expanded["url"] = url  # not a string: msgspec reports it
+        return expanded
+    expanded["url"], credentials = _split_credentials(url, f"{at}.url")
+    if credentials is None:
+        return expanded
+    headers = expanded.setdefault("headers", {})
+    if isinstance(headers, dict):  # else msgspec reports the wrong type
+        written = next((key for key in headers if str(key).lower() == "authorization"), None)
+        if written is not None:
+            raise ConfigProblem(
+                f"{at}.url: the user:password in it and {at}.headers.{written} both authenticate; keep one"
+            )
+        headers["Authorization"] = credentials
+    return expanded
+
+
+def _split_credentials(template: str, at: str) -> tuple[str, str | None]:
+    """The expanded URL without userinfo, and that userinfo as a Basic Authorization value (or None)."""
+    written = _userinfo(template)
+    if written is not None:
+        # Written in the file: each part is expanded on its own, so a password may hold / ? # @.
+        user, password, rest = written
+        user, password = _expand_text(unquote(user), at), _expand_text(unquote(password), at)
+        url = _expand_text(rest, at)
+    else:
+        # Or inside a variable holding the whole URL, where it is percent-encoded URL text.
+        url = _expand_text(template, at)
+        found = _userinfo(url)
+        if found is None:
+            return url, None
+        user, password, url = unquote(found[0]), unquote(found[1]), found[2]
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return url, f"Basic {token}"
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """(user, password, the URL without them) when the URL has userinfo."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None  # not a URL: the checks after decoding say so
+    userinfo, at_sign, host = parts.netloc.rpartition("@")
+    if not at_sign:
+        return None
+    user, _, password = userinfo.partition(":")
+    return user, password, urlunsplit(parts._replace(netloc=host))
 
 
 def _expand(value: object, at: str) -> object:

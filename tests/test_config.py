@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 
 import pytest
@@ -356,6 +357,41 @@ def test_command_is_looked_up_on_the_servers_own_path(tmp_path) -> None:
     assert parse_config(text).warnings == ()
 
 
+# --- Credentials in URLs --------------------------------------------------------------------------------
+
+
+def test_userinfo_in_a_url_becomes_a_basic_authorization_header() -> None:
+    config = parse_config("mcpServers: [{name: a, url: 'https://alice:p%40ss@h:8443/mcp?x=1'}]")
+    spec = config.mcp_servers[0]
+    assert spec.url == "https://h:8443/mcp?x=1"
+    assert spec.headers == {"Authorization": "Basic " + base64.b64encode(b"alice:p@ss").decode()}
+
+
+def test_userinfo_from_variables_may_hold_any_character(monkeypatch) -> None:
+    monkeypatch.setenv("PASS", "a/b?c#d@e")
+    config = parse_config("mcpServers: {a: {url: 'https://bob:${PASS}@h/mcp'}}")
+    spec = config.mcp_servers[0]
+    assert spec.url == "https://h/mcp"
+    assert spec.headers["Authorization"] == "Basic " + base64.b64encode(b"bob:a/b?c#d@e").decode()
+
+
+def test_userinfo_inside_a_url_variable_is_converted_too(monkeypatch) -> None:
+    monkeypatch.setenv("BACKEND_URL", "https://bob:s%3Acret@h/mcp")
+    spec = parse_config("mcpServers: {a: {url: '${BACKEND_URL}'}}").mcp_servers[0]
+    assert spec.url == "https://h/mcp"
+    assert spec.headers["Authorization"] == "Basic " + base64.b64encode(b"bob:s:cret").decode()
+
+
+def test_userinfo_and_an_authorization_header_together_are_an_error() -> None:
+    text = "mcpServers: {a: {url: 'https://bob:pw@h/mcp', headers: {authorization: 'Bearer t'}}}"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="c.yaml")
+    message = str(caught.value)
+    assert message.startswith("c.yaml: $.mcpServers.a.url: ")
+    assert "$.mcpServers.a.headers.authorization" in message
+    assert "pw" not in message
+
+
 # --- aggregator check ------------------------------------------------------------------------------------
 
 
@@ -364,7 +400,7 @@ def test_check_lists_the_backends_of_a_claude_desktop_file_and_warns(tmp_path) -
     path.write_text(
         '{"mcpServers": {'
         '"time": {"command": "no-such-program-4711", "args": ["mcp-server-time"]},'
-        '"remote": {"url": "https://x.example/mcp", "type": "http"},'
+        '"remote": {"url": "https://bob:hunter2@x.example/mcp?api_key=abc123", "type": "http"},'
         '"old": {"command": "node", "disabled": true}}}'
     )
     result = subprocess.run(
@@ -374,9 +410,11 @@ def test_check_lists_the_backends_of_a_claude_desktop_file_and_warns(tmp_path) -
     lines = result.stdout.splitlines()
     assert lines[0] == f"{path}: OK, 2 backend(s), 1 disabled, 1 warning(s)"
     assert any(line.split()[:2] == ["time", "stdio"] for line in lines)
-    assert any(line.split()[:3] == ["remote", "streamable-http", "https://x.example/mcp"] for line in lines)
+    assert any(line.split()[:3] == ["remote", "streamable-http", "https://x.example/mcp?api_key=***"] for line in lines)
     assert any(line.split()[:2] == ["old", "disabled"] for line in lines)
     assert f"aggregator: warning: {path}: $.mcpServers.time.command: 'no-such-program-4711'" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "abc123" not in result.stdout + result.stderr
 
 
 def test_yaml_boolean_server_key_asks_for_quotes() -> None:
