@@ -7,6 +7,7 @@ command line wins over the environment, which wins over the config file.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from shared.config import Config, ConfigError, load_config
+from shared.redact import redact_url
 from shared.runtime import run
 
 __all__ = ["main"]
@@ -82,7 +84,7 @@ def _config_flag(parser: argparse.ArgumentParser) -> None:
         "--config",
         default=_env("CONFIG"),
         required=_env("CONFIG") is None,
-        help="path to the YAML config [AGGREGATOR_CONFIG]",
+        help="path to the config: YAML, or JSON such as a client's mcpServers file [AGGREGATOR_CONFIG]",
     )
 
 
@@ -138,18 +140,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return _check(config)
-    config = apply_flags(config, args)
-    from aggregator.serve import serve
+    return _serve(apply_flags(config, args), args)
 
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    from aggregator.serve import serve
+    from shared.telemetry import configure_logging
+
+    configure_logging(args.log_format, args.log_level)  # serve() sets the same; the config's notes come first
+    log = logging.getLogger("aggregator.config")
+    for name in config.disabled:
+        log.info("%s: server %s has disabled: true; not started", config.source, name)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     return run(serve(config, args)) or 0
 
 
 def _check(config: Config) -> int:
-    print(f"{config.source}: OK, {len(config.mcp_servers)} backend(s)")
+    """Print the backends the config would start (URLs redacted) and its warnings; warnings do not fail."""
+    counts = [f"{len(config.mcp_servers)} backend(s)"]
+    if config.disabled:
+        counts.append(f"{len(config.disabled)} disabled")
+    if config.warnings:
+        counts.append(f"{len(config.warnings)} warning(s)")
+    print(f"{config.source}: OK, {', '.join(counts)}")
     for spec in config.mcp_servers:
-        target = " ".join([spec.command or "", *spec.args]) if spec.type == "stdio" else spec.url
+        target = " ".join([spec.command or "", *spec.args]) if spec.type == "stdio" else redact_url(spec.url or "")
         family = f" family={spec.family.name}" if spec.family else ""
         print(f"  {spec.name:<20} {spec.type:<16} {target}  prefix={config.aggregator.prefix}_{spec.prefix}{family}")
+    for name in config.disabled:
+        print(f"  {name:<20} disabled (not started)")
+    for warning in config.warnings:
+        print(f"aggregator: warning: {warning}", file=sys.stderr)
     return 0
 
 
