@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import msgspec
@@ -24,6 +25,7 @@ from aggregator.notifications import NotificationHub
 from aggregator.protocol.sessions import SessionManager
 from aggregator.registry import ServerRegistry
 from aggregator.registry_sync import RegistrySync
+from aggregator.replica_backends import ReplicaConnections
 from aggregator.replica_link import ReplicaLink, SessionStreams
 from aggregator.router import Router
 from shared.backends.base import BackendConnection
@@ -82,6 +84,8 @@ class Gateway:
             if control_plane
             else None
         )
+        # A cluster replica keeps its own connections (and stdio processes) open from the start.
+        self.connections = None if control_plane else ReplicaConnections(self.pool, specs)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.telemetry.watch_backends(self._backend_states)
@@ -92,8 +96,13 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self.link.run(), name="replica-link"))
         if self.supervisor is not None:
             self._tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
+        if self.connections is not None:
+            self._tasks.append(asyncio.create_task(self.connections.run(), name="replica-connections"))
+        waits = [self.sync.ready.wait(), self.link.connected.wait()]
+        if self.connections is not None:
+            waits.append(self.connections.warm.wait())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(self.sync.ready.wait(), self.link.connected.wait()), _READY_WAIT)
+            await asyncio.wait_for(asyncio.gather(*waits), _READY_WAIT)
         if self.supervisor is not None:
             await self._settle()
 
@@ -135,6 +144,8 @@ class Gateway:
     def _backend_lost(self, server: str, reason: str) -> None:
         if self.supervisor is not None:
             self.supervisor.connection_lost(server, reason)
+        if self.connections is not None:
+            self.connections.connection_lost(server)
 
     def _backend_states(self) -> list[tuple[str, bool]]:
         live = self.pool.snapshot()
@@ -147,34 +158,31 @@ class Gateway:
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether this replica can serve, and its state: store, registry, each backend.
 
-        A replica that lost its store keeps serving what it knows and reports `degraded`
-        (still ready: taking every replica out of rotation would turn a store outage into a
-        full one). It is not ready before its first registry load.
+        A replica that lost its store, or some of its backends, keeps serving what it can and
+        reports `degraded` naming why (still ready: taking every replica out of rotation would
+        turn a partial outage into a full one). It is not ready before its first registry
+        load, nor (in a cluster) before it tried to open its own backend connections.
         """
         store_error = None
         try:
             await asyncio.wait_for(self.stores.ping(), 2.0)
         except Exception as exc:
             store_error = str(exc) or type(exc).__name__
-        backends = {}
-        for spec in self.config.mcp_servers:
-            record = self.registry.catalog.servers.get(spec.name)
-            entry: dict[str, Any] = {"state": record.state if record else "starting", "type": spec.type}
-            if record is not None:
-                if record.error:
-                    entry["error"] = record.error
-                if record.protocol_version:
-                    entry["protocol"] = record.protocol_version
-                entry["tools"] = len(record.tools)
-            backends[spec.name] = entry
         reasons = [
-            r
-            for r in (
+            reason
+            for reason in (
                 store_error and f"store: {store_error}",
                 self.sync.last_error and f"registry sync: {self.sync.last_error}",
             )
-            if r
+            if reason
         ]
+        backends = {}
+        for spec in self.config.mcp_servers:
+            entry = self._backend_entry(spec.name, spec.type)
+            if entry["state"] == "down":
+                where = " on this replica" if entry.get("where") == "replica" else ""
+                reasons.append(f"backend {spec.name} is down{where} since {entry['since']}: {entry.get('error')}")
+            backends[spec.name] = entry
         body: dict[str, Any] = {
             "status": "degraded" if reasons else "ok",
             "replica": self.replica_id,
@@ -184,4 +192,37 @@ class Gateway:
         }
         if reasons:
             body["reasons"] = reasons
-        return self.sync.ready.is_set(), body
+        warm = self.connections is None or self.connections.warm.is_set()
+        return self.sync.ready.is_set() and warm, body
+
+    def _backend_entry(self, name: str, backend_type: str) -> dict[str, Any]:
+        """One backend as /readyz shows it: the control plane's record, and this replica's own connection."""
+        record = self.registry.catalog.servers.get(name)
+        entry: dict[str, Any] = {"state": record.state if record else "starting", "type": backend_type}
+        if record is not None:
+            if record.since:
+                entry["since"] = _timestamp(record.since)
+            if record.error:
+                entry["error"] = record.error
+            if record.attempts:
+                entry["attempts"] = record.attempts
+            if record.protocol_version:
+                entry["protocol"] = record.protocol_version
+            entry["tools"] = len(record.tools)
+        if self.connections is None:
+            return entry
+        local = self.pool.health(name)
+        if local is None:
+            entry["replica"] = {"state": "starting"}
+            return entry
+        entry["replica"] = {"state": local.state, "since": _timestamp(local.since)}
+        if local.state == "down":
+            entry["replica"].update(error=local.error, attempts=local.attempts)
+            if entry["state"] != "down":
+                # The control plane reaches it, this replica does not (its own stdio process, say).
+                entry.update(state="down", where="replica", since=_timestamp(local.since), error=local.error)
+        return entry
+
+
+def _timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import logging
 import re
@@ -203,7 +204,12 @@ class ServerRegistry:
         if record.server not in self.specs:
             log.warning("ignoring a record for %r, which is not in this gateway's config", record.server)
             return set()
+        previous = self.records.get(record.server)
         self.records[record.server] = record
+        if record.state == "down" and (previous is None or previous.state == "down"):
+            # Still nothing to expose: only the health shown on /readyz changes.
+            self.catalog = dataclasses.replace(self.catalog, servers={**self.catalog.servers, record.server: record})
+            return set()
         return self._rebuild()
 
     def remove(self, server: str) -> set[str]:

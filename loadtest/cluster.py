@@ -106,6 +106,8 @@ class LocalCluster:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cluster-")))
     log_level: str = "info"
     env: dict[str, str] = field(default_factory=dict)
+    expect_up: tuple[str, ...] | None = None
+    """Backends that must be up on every replica before the cluster counts as ready (default: all)."""
     processes: dict[str, Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -216,7 +218,7 @@ class LocalCluster:
         return port
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        names = {spec["name"] for spec in self.config.get("mcpServers", [])}
+        names = set(self.expect_up) if self.expect_up is not None else {s["name"] for s in self.config["mcpServers"]}
 
         def ready() -> bool:
             for index in range(self.replicas):

@@ -1,7 +1,7 @@
 """ToolUpdateEvent: the one message that says the registry changed, with a version counter.
 
-The control plane publishes one per change (a backend registered, deregistered, its lists
-changed, a tool blocked or unblocked). Versions increase by one per event across the whole
+The control plane publishes one per change (a backend registered, deregistered, still down
+with a new error, its lists changed, a tool blocked or unblocked). Versions increase by one per event across the whole
 deployment, so a subscriber that sees a gap knows it missed events and reloads the snapshot.
 """
 
@@ -13,7 +13,9 @@ import msgspec
 
 __all__ = ["EventType", "ToolUpdateEvent", "decode_event", "encode_event"]
 
-EventType = Literal["registered", "deregistered", "capabilities_changed", "tool_block_changed", "resync"]
+EventType = Literal[
+    "registered", "deregistered", "status_changed", "capabilities_changed", "tool_block_changed", "resync"
+]
 
 
 class ToolUpdateEvent(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):

@@ -11,6 +11,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from shared.backends.base import BackendConnection, NotificationHandler
 from shared.backends.factory import connect
@@ -18,11 +20,23 @@ from shared.config import ServerSpec
 from shared.protocol.errors import BackendUnavailable, GatewayError
 from shared.store.protocols import GLOBAL_SCOPE
 
-__all__ = ["SessionConnectionPool"]
+__all__ = ["ConnectionHealth", "SessionConnectionPool"]
 
 log = logging.getLogger("shared.pool")
 
 _FAILURE_MEMORY = 2.0  # seconds a failed lazy connect is remembered, so a flood of calls does not respawn
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionHealth:
+    """How this process's connection to one backend is doing."""
+
+    state: Literal["up", "down"]
+    since: float
+    """Wall-clock time the state began."""
+    error: str | None = None
+    attempts: int = 0
+    """Failed connection attempts in a row (0 while up, or when a live connection was just lost)."""
 
 
 class SessionConnectionPool:
@@ -39,6 +53,7 @@ class SessionConnectionPool:
         self._connections: dict[tuple[str, str], BackendConnection] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._failures: dict[tuple[str, str], tuple[float, GatewayError]] = {}
+        self._health: dict[tuple[str, str], ConnectionHealth] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     async def get(self, server: str, scope: str = GLOBAL_SCOPE) -> BackendConnection:
@@ -71,6 +86,10 @@ class SessionConnectionPool:
         keys = list(self._connections)
         await asyncio.gather(*(self._discard(k) for k in keys), return_exceptions=True)
 
+    def health(self, server: str, scope: str = GLOBAL_SCOPE) -> ConnectionHealth | None:
+        """The connection's state, or None when this process never tried to connect."""
+        return self._health.get((scope, server))
+
     def snapshot(self) -> dict[str, BackendConnection]:
         """Live shared connections by server name (for /readyz and metrics)."""
         return {k[1]: c for k, c in self._connections.items() if k[0] == GLOBAL_SCOPE and c.alive}
@@ -83,13 +102,14 @@ class SessionConnectionPool:
         try:
             conn = await connect(spec, on_notification=self.on_notification, on_lost=self._lost)
         except GatewayError as exc:
-            self._failures[key] = (time.monotonic(), exc)
+            self._failed(key, exc)
             raise
         except OSError as exc:
             error = BackendUnavailable(server, f"cannot connect to backend {server!r}: {exc}")
-            self._failures[key] = (time.monotonic(), error)
+            self._failed(key, error)
             raise error from exc
         self._failures.pop(key, None)
+        self._health[key] = ConnectionHealth("up", time.time())
         self._connections[key] = conn
         log.info(
             "connected to backend %s over %s (protocol %s)",
@@ -99,6 +119,14 @@ class SessionConnectionPool:
             extra={"server": server, "protocol": conn.protocol_version},
         )
         return conn
+
+    def _failed(self, key: tuple[str, str], error: GatewayError) -> None:
+        self._failures[key] = (time.monotonic(), error)
+        previous = self._health.get(key)
+        if previous is not None and previous.state == "down":
+            self._health[key] = ConnectionHealth("down", previous.since, error.message, previous.attempts + 1)
+        else:
+            self._health[key] = ConnectionHealth("down", time.time(), error.message, 1)
 
     async def _discard(self, key: tuple[str, str]) -> None:
         conn = self._connections.pop(key, None)
@@ -110,6 +138,7 @@ class SessionConnectionPool:
         if key is None:
             return
         del self._connections[key]
+        self._health[key] = ConnectionHealth("down", time.time(), f"connection lost: {reason}")
         log.warning("lost backend %s: %s", conn.server, reason, extra={"server": conn.server})
         task = asyncio.get_running_loop().create_task(conn.aclose())
         self._closing.add(task)

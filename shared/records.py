@@ -20,7 +20,11 @@ class ServerRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     server: str
     state: BackendState = "up"
+    since: float = 0.0
+    """When the backend entered its state (wall clock)."""
     error: str | None = None
+    attempts: int = 0
+    """While down: failed connection attempts in a row."""
     protocol_version: str | None = None
     transport: str | None = None
     server_info: dict[str, Any] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.retry import backoff_delay
+from shared.retry import backoff_delay
 
 
 def test_backoff_doubles_and_caps() -> None:

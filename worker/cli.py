@@ -27,12 +27,12 @@ from shared.backends.base import BackendConnection
 from shared.config import Config, ConfigError, load_config
 from shared.pool import SessionConnectionPool
 from shared.protocol.jsonrpc import Params
+from shared.retry import backoff_delay
 from shared.runtime import run
 from shared.store.protocols import FencedOut, StoreUnavailable
 from shared.store.redis import RedisStores, open_redis_stores
 from shared.telemetry import configure_logging
 from worker.leader import LeaderLock, LeadershipLost
-from worker.retry import backoff_delay
 from worker.supervisor import BackendSupervisor
 
 __all__ = ["Worker", "main"]

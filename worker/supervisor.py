@@ -16,14 +16,14 @@ from collections.abc import Iterable
 
 from shared.backends.base import BackendConnection
 from shared.config import ServerSpec
-from shared.events import ToolUpdateEvent
+from shared.events import EventType, ToolUpdateEvent
 from shared.pool import SessionConnectionPool
 from shared.protocol.errors import GatewayError
 from shared.protocol.vocabulary import LIST_KINDS, kinds_changed_by
 from shared.records import ServerRecord
+from shared.retry import backoff_delay
 from shared.store.protocols import FencedOut, Stores
 from worker.discovery import discover, health_check
-from worker.retry import backoff_delay
 
 __all__ = ["BackendSupervisor"]
 
@@ -38,6 +38,8 @@ class _Watch:
         self.wake = asyncio.Event()
         self.refresh: set[str] = set()
         self.failures = 0
+        self.since = time.time()
+        """When the backend's current state (up, or a streak of failures) began."""
 
 
 class BackendSupervisor:
@@ -84,8 +86,9 @@ class BackendSupervisor:
             try:
                 conn = await self.pool.connect(spec.name)
                 record = await discover(conn)
+                watch.failures, watch.since = 0, time.time()
+                record.since = watch.since
                 await self._announce(record, "registered")
-                watch.failures = 0
                 await self._watch(spec, conn, record)
                 reason = f"connection lost: {conn.lost_reason}"
             except GatewayError as exc:
@@ -98,9 +101,11 @@ class BackendSupervisor:
                 log.exception("supervising backend %s failed unexpectedly", spec.name)
                 reason = f"unexpected error: {exc}"
             await self.pool.evict(spec.name)
+            if watch.failures == 0:
+                watch.since = time.time()
             watch.failures += 1
             delay = backoff_delay(watch.failures)
-            await self._announce_down(spec.name, reason)
+            await self._announce_down(spec.name, reason, watch)
             log.warning(
                 "backend %s is down (%s); retrying in %.1fs (attempt %d)",
                 spec.name,
@@ -129,19 +134,20 @@ class BackendSupervisor:
             if watch.refresh:
                 kinds, watch.refresh = watch.refresh, set()
                 fresh = await discover(conn, only=kinds, base=record)
+                fresh.since = record.since
                 changed = tuple(
                     kind.key for kind in LIST_KINDS if getattr(fresh, kind.field) != getattr(record, kind.field)
                 )
                 record = fresh
                 await self._announce(record, "capabilities_changed", changed)
 
-    async def _announce(self, record: ServerRecord, kind: str, changed: tuple[str, ...] = ()) -> None:
+    async def _announce(self, record: ServerRecord, kind: EventType, changed: tuple[str, ...] = ()) -> None:
         await self.stores.capabilities.put(record)
         self._up.add(record.server)
         if kind == "capabilities_changed" and not changed:
             return
         await self.stores.events.publish(
-            ToolUpdateEvent(type=kind, server=record.server, changed=changed, origin=self.origin)  # type: ignore[arg-type]
+            ToolUpdateEvent(type=kind, server=record.server, changed=changed, origin=self.origin)
         )
         log.info(
             "backend %s %s: %d tools, %d prompts, %d resources",
@@ -153,15 +159,21 @@ class BackendSupervisor:
             extra={"server": record.server},
         )
 
-    async def _announce_down(self, server: str, reason: str) -> None:
-        record = ServerRecord(server=server, state="down", error=reason, updated_at=time.time())
+    async def _announce_down(self, server: str, reason: str, watch: _Watch) -> None:
+        """Record the failed attempt; every replica shows the error from the first one on."""
+        record = ServerRecord(
+            server=server,
+            state="down",
+            since=watch.since,
+            error=reason,
+            attempts=watch.failures,
+            updated_at=time.time(),
+        )
+        kind: EventType = "deregistered" if server in self._up else "status_changed"
         try:
             await self.stores.capabilities.put(record)
-            if server in self._up:
-                self._up.discard(server)
-                await self.stores.events.publish(
-                    ToolUpdateEvent(type="deregistered", server=server, origin=self.origin)
-                )
+            self._up.discard(server)
+            await self.stores.events.publish(ToolUpdateEvent(type=kind, server=server, origin=self.origin))
         except FencedOut:
             raise
         except Exception as exc:  # the store being away must not stop supervision
