@@ -206,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"aggregator-worker: invalid config: {exc}", file=sys.stderr)
         return 2
+    for warning in config.warnings:
+        log.warning("%s", warning)
     return run(_serve(config, args))
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from shared.backends.http_client import HttpPool, WireError
 from shared.config import ServerSpec
 from shared.protocol.errors import BackendUnavailable
+from shared.redact import redact_url
 
 __all__ = ["new_pool", "translate_errors"]
 
@@ -24,4 +25,4 @@ def translate_errors(server: str, url: str | None) -> Iterator[None]:
     try:
         yield
     except (WireError, OSError) as exc:
-        raise BackendUnavailable(server, f"backend {server!r} is unreachable at {url}: {exc}") from exc
+        raise BackendUnavailable(server, f"backend {server!r} is unreachable at {redact_url(url or '')}: {exc}") from exc

@@ -12,6 +12,7 @@ from shared.backends.http_client import HttpPool
 from shared.backends.sse_events import iter_events
 from shared.protocol.errors import BackendUnavailable, GatewayError
 from shared.protocol.jsonrpc import decode_message
+from shared.redact import redact_url
 
 __all__ = ["SseConnection"]
 
@@ -34,7 +35,7 @@ class SseConnection(BackendConnection):
         except TimeoutError:
             await self._http.aclose()
             raise BackendUnavailable(
-                self.server, f"backend {self.server!r} sent no endpoint event on {self.spec.url}"
+                self.server, f"backend {self.server!r} sent no endpoint event on {redact_url(self.spec.url or '')}"
             ) from None
         except BaseException:
             await self._http.aclose()
