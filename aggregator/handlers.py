@@ -43,6 +43,9 @@ CAPABILITIES_OFFERED_TO_CLIENTS: dict[str, Any] = {
     "logging": {},
 }
 
+UNKNOWN_TOOL = "unknown"
+"""The one label under which calls to names the catalog does not know are counted."""
+
 _COMPLETE = b'"resultType":"complete"'
 _CACHE_HINT = b'"ttlMs":0,"cacheScope":"private"'
 
@@ -144,8 +147,11 @@ class AggregatorServer:
         assert name is not None
         started = time.perf_counter()
         server, outcome = "-", "error"
+        catalog = self.registry.catalog
+        # Metric labels and log fields take only names the catalog knows: a client must not mint series.
+        label = name if name in catalog.tool_routes else UNKNOWN_TOOL
         try:
-            route = self.registry.catalog.tool(name)
+            route = catalog.tool(name)
             server = self._route_arguments(route, params)
             if route.header_map and ctx.param_headers is not None:
                 _check_param_headers(route, params, ctx.param_headers)
@@ -161,7 +167,7 @@ class AggregatorServer:
             outcome = "blocked" if exc.data and isinstance(exc.data, dict) and exc.data.get("blocked") else "error"
             raise
         finally:
-            self.telemetry.tool_call(name, server, outcome, time.perf_counter() - started)
+            self.telemetry.tool_call(label, server, outcome, time.perf_counter() - started)
 
     async def get_prompt(self, ctx: CallContext, params: Params) -> Raw:
         name = param_str(params, "name")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.protocol.vocabulary import encode_header_value
 from tests.gateway_process import ROOT, run_gateway
 
 BIN = Path(sys.executable).parent
@@ -33,7 +34,7 @@ def call(url: str, name: str, arguments: dict) -> httpx.Response:
             "accept": "application/json, text/event-stream",
             "mcp-protocol-version": "2026-07-28",
             "mcp-method": "tools/call",
-            "mcp-name": name,
+            "mcp-name": encode_header_value(name),
         },
         timeout=10,
     )
@@ -78,6 +79,16 @@ def test_health_readiness_and_metrics() -> None:
         assert 'mcp_tool_calls_total{outcome="tool_error",server="time",tool="x_time_get_current_time"} 1.0' in metrics
         assert "mcp_tool_call_duration_seconds_bucket" in metrics
         assert 'mcp_backend_up{server="time"} 1.0' in metrics
+
+
+def test_calls_to_unknown_tools_share_one_metric_label() -> None:
+    with run_gateway({"mcpServers": [TIME]}) as gateway:
+        for suffix in "abcdefghij":
+            assert "error" in call(gateway.url, f"zz_{suffix}", {}).json()
+        assert "error" in call(gateway.url, "x_time_kubectl_delete\u200b", {}).json()
+        metrics = httpx.get(f"{gateway.base}/metrics").text
+    assert 'mcp_tool_calls_total{outcome="error",server="-",tool="unknown"} 11.0' in metrics
+    assert "zz_" not in metrics and "kubectl" not in metrics
 
 
 def test_json_logs_have_one_line_per_tool_call_without_arguments() -> None:
