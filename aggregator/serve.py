@@ -97,5 +97,4 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: a stdio backend that outlives the gateway must not keep its port

@@ -54,6 +54,36 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def listening_socket_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on `port` (IPv4 and IPv6), from /proc/net."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            found.add(target[len("socket:[") : -1])
+    return found
+
+
+def test_stdio_backends_do_not_inherit_the_listening_socket() -> None:
+    with run_gateway({"mcpServers": [TIME]}) as gateway:
+        listening = listening_socket_inodes(gateway.port)
+        assert listening & socket_inodes(gateway.process.pid), "the gateway itself holds its port"
+        children = children_of(gateway.process.pid)
+        assert children, "the stdio backend runs as a child of the gateway"
+        for child in children:
+            assert not listening & socket_inodes(child), f"backend process {child} holds the gateway's port"
+
+
 def test_sigterm_exits_zero_and_reaps_stdio_backends() -> None:
     with run_gateway({"mcpServers": [TIME]}) as gateway:
         children = children_of(gateway.process.pid)
