@@ -1,7 +1,9 @@
 """Running the gateway: uvicorn for the HTTP transports, or the stdio loop.
 
-SIGTERM stops accepting connections, ends open streams, lets in-flight requests finish for
-`shutdownGrace` seconds, then closes backend connections and child processes.
+SIGTERM, and SIGINT (Ctrl-C) alike, stop accepting connections, end open streams, let
+in-flight requests finish for `shutdownGrace` seconds, then close backend connections and
+child processes, and exit 0 without a traceback. A store that cannot be reached at start is
+one clear line and exit status 1.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import os
 import signal
 import socket
 import sys
+from types import FrameType
 
 import uvicorn
 
 from aggregator.app import GatewayApp
 from shared.config import Config
+from shared.store.factory import open_stores
+from shared.store.protocols import Stores, StoreUnavailable
 from shared.telemetry import configure_logging
 
 __all__ = ["serve"]
@@ -31,25 +36,38 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.gateway_app = app
 
-    def handle_exit(self, sig: int, frame: object) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.gateway_app.gateway is not None:
             self.gateway_app.gateway.closing.set()
-        super().handle_exit(sig, frame)  # type: ignore[arg-type]
-        if sig == signal.SIGTERM:
-            # SIGTERM is the orderly stop (Kubernetes, systemd): finish and exit 0, not by the signal.
+        super().handle_exit(sig, frame)
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            # The orderly stop (Kubernetes, systemd, Ctrl-C): finish and exit 0, not by re-raising
+            # the signal (uvicorn's default, which ends in KeyboardInterrupt and a traceback).
             self._captured_signals.remove(sig)
 
 
 async def serve(config: Config, args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
+    try:
+        stores = await open_stores(args.redis_url)
+    except StoreUnavailable as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return await _serve(config, args, stores)
+    finally:
+        await stores.aclose()
+
+
+async def _serve(config: Config, args: argparse.Namespace, stores: Stores) -> int:
     settings = config.aggregator
     admin_token = os.environ.get("AGGREGATOR_ADMIN_TOKEN") or None
     control_plane = not args.redis_url  # a cluster's backends are supervised by aggregator-worker
     if settings.transport == "stdio":
         from aggregator.transport.stdio import serve_stdio
 
-        return await serve_stdio(config, redis_url=args.redis_url, control_plane=control_plane)
-    app = GatewayApp(config, redis_url=args.redis_url, control_plane=control_plane, admin_token=admin_token)
+        return await serve_stdio(config, stores, control_plane=control_plane)
+    app = GatewayApp(config, stores=stores, control_plane=control_plane, admin_token=admin_token)
     uv_config = uvicorn.Config(
         app,
         host=settings.host,

@@ -1,4 +1,7 @@
-"""Running a coroutine as the process's main program, on uvloop when it is installed."""
+"""Running a coroutine as the process's main program, on uvloop when it is installed.
+
+Ctrl-C before the program installed its own signal handling (while it starts) ends it quietly.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,15 @@ __all__ = ["run"]
 T = TypeVar("T")
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, with uvloop's faster event loop when available (it is a dependency of uvicorn[standard])."""
+def run(main: Coroutine[Any, Any, T]) -> T | None:
+    """asyncio.run on uvloop when available (a dependency of uvicorn[standard]); None after Ctrl-C."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is not built for every platform
-        return asyncio.run(main)
-    return uvloop.run(main)
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        return runner(main)
+    except KeyboardInterrupt:
+        return None

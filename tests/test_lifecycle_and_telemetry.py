@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,9 +14,8 @@ from pathlib import Path
 import httpx
 
 from shared.protocol.vocabulary import encode_header_value
-from tests.gateway_process import ROOT, run_gateway
+from tests.gateway_process import BIN, ROOT, run_gateway
 
-BIN = Path(sys.executable).parent
 TIME = {"name": "time", "type": "stdio", "command": sys.executable, "args": ["-m", "mcp_server_time"]}
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
 
@@ -82,6 +82,28 @@ def test_stdio_backends_do_not_inherit_the_listening_socket() -> None:
         assert children, "the stdio backend runs as a child of the gateway"
         for child in children:
             assert not listening & socket_inodes(child), f"backend process {child} holds the gateway's port"
+
+
+def test_ctrl_c_stops_like_sigterm_without_a_traceback() -> None:
+    with run_gateway({"mcpServers": [TIME]}) as gateway:
+        assert gateway.stop(signal.SIGINT) == 0
+    assert "Traceback" not in gateway.log() and "KeyboardInterrupt" not in gateway.log()
+
+
+def test_an_unreachable_redis_at_start_is_one_clear_line() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = subprocess.run(
+        [BIN / "aggregator", "serve", "-c", ROOT / "tests/data/empty.yaml", "--redis-url", f"redis://127.0.0.1:{port}/0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # one line
+    assert f"cannot reach Redis at 127.0.0.1:{port}" in done.stderr and "--redis-url" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
 
 
 def test_sigterm_exits_zero_and_reaps_stdio_backends() -> None:

@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for warning in config.warnings:
         log.warning("%s", warning)
-    return run(_serve(config, args))
+    return run(_serve(config, args)) or 0
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from shared.protocol.jsonrpc import (
     error_response,
     raw,
 )
-from shared.store.factory import open_stores
+from shared.store.protocols import Stores
 
 __all__ = ["StdioServer", "serve_stdio"]
 
@@ -166,13 +166,13 @@ class StdioServer:
         self._spawn(pump())
 
 
-async def serve_stdio(config: Config, *, redis_url: str | None, control_plane: bool) -> int:
+async def serve_stdio(config: Config, stores: Stores, *, control_plane: bool) -> int:
+    """Serve one client on stdin/stdout until stdin closes; `stores` stay the caller's."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
     transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout.buffer)
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    stores = await open_stores(redis_url)
     gateway = Gateway(config, stores, control_plane=control_plane)
     await gateway.start()
     log.info("serving MCP on stdio (2026-07-28 and 2025-11-25)")
@@ -180,5 +180,4 @@ async def serve_stdio(config: Config, *, redis_url: str | None, control_plane: b
         await StdioServer(gateway, reader, writer).run()
     finally:
         await gateway.stop()
-        await stores.aclose()
     return 0

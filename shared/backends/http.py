@@ -25,4 +25,5 @@ def translate_errors(server: str, url: str | None) -> Iterator[None]:
     try:
         yield
     except (WireError, OSError) as exc:
-        raise BackendUnavailable(server, f"backend {server!r} is unreachable at {redact_url(url or '')}: {exc}") from exc
+        shown = redact_url(url or "")
+        raise BackendUnavailable(server, f"backend {server!r} is unreachable at {shown}: {exc}") from exc
