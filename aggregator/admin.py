@@ -7,6 +7,7 @@ announced as a `tool_block_changed` event, so they hold on every replica.
 from __future__ import annotations
 
 import hmac
+import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,8 +15,11 @@ from starlette.routing import Route
 
 from aggregator.gateway import Gateway
 from shared.events import ToolUpdateEvent
+from shared.store.protocols import StoreUnavailable
 
 __all__ = ["admin_routes", "set_tool_block"]
+
+log = logging.getLogger("aggregator.admin")
 
 
 async def set_tool_block(gateway: Gateway, tool: str, blocked: bool | None) -> None:
@@ -65,7 +69,15 @@ def admin_routes(gateway: Gateway, token: str) -> list[Route]:
             return JSONResponse({"error": f"unknown action {action!r}; use block, unblock or reset"}, status_code=404)
         known = name in gateway.registry.catalog.tool_routes
         blocked = {"block": True, "unblock": False, "reset": None}[action]
-        await set_tool_block(gateway, name, blocked)
+        try:
+            await set_tool_block(gateway, name, blocked)
+        except StoreUnavailable as exc:
+            log.warning("could not %s %s: the store is unavailable: %s", action, name, exc)
+            return JSONResponse(
+                {"error": f"cannot {action} {name} now: the shared store is unavailable ({exc}); retry when it is back"},
+                status_code=503,
+                headers={"retry-after": "5"},
+            )
         return JSONResponse({"tool": name, "override": blocked, "known": known})
 
     async def servers(request: Request) -> Response:

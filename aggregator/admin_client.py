@@ -33,7 +33,11 @@ def run_tools_command(action: str, name: str | None, url: str) -> int:
         print("aggregator: the admin API is off; start the gateway with AGGREGATOR_ADMIN_TOKEN set", file=sys.stderr)
         return 1
     if response.status_code != 200:
-        print(f"aggregator: {response.status_code}: {response.text}", file=sys.stderr)
+        try:
+            reason = response.json().get("error", response.text)
+        except ValueError:
+            reason = response.text
+        print(f"aggregator: the gateway answered {response.status_code}: {reason}", file=sys.stderr)
         return 1
     body = response.json()
     if action == "list":

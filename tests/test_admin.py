@@ -11,6 +11,7 @@ import pytest
 from mcp import Client, MCPError
 
 from tests.gateway_process import BIN, GatewayProcess, run_gateway
+from tests.redis_server import start_redis
 
 TOKEN = "admin-secret"
 
@@ -69,3 +70,20 @@ async def test_resource_subscribe_accepts_listed_uris_and_rejects_unknown_ones(g
         await client.subscribe_resource("toolbox://toolbox/info")
         with pytest.raises(MCPError, match="Resource not found"):
             await client.subscribe_resource("nothing://here")
+
+
+def test_blocking_while_the_store_is_away_is_a_503_naming_the_cause() -> None:
+    redis = start_redis()
+    try:
+        with run_gateway(
+            {"mcpServers": []}, args=("--redis-url", redis.url), env={"AGGREGATOR_ADMIN_TOKEN": TOKEN}
+        ) as gateway:
+            redis.stop()
+            response = httpx.post(
+                f"{gateway.base}/admin/tools/x_tb_echo/block", headers={"authorization": f"Bearer {TOKEN}"}, timeout=15
+            )
+            assert response.status_code == 503
+            assert "Redis" in response.json()["error"] and "retry" in response.json()["error"]
+            assert "Traceback" not in gateway.log()
+    finally:
+        redis.stop()
