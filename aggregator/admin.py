@@ -74,7 +74,7 @@ def admin_routes(gateway: Gateway, token: str) -> list[Route]:
         except StoreUnavailable as exc:
             log.warning("could not %s %s: the store is unavailable: %s", action, name, exc)
             return JSONResponse(
-                {"error": f"cannot {action} {name} now: the shared store is unavailable ({exc}); retry when it is back"},
+                {"error": f"cannot {action} {name} now: the shared store is unavailable ({exc}); retry when it is up"},
                 status_code=503,
                 headers={"retry-after": "5"},
             )
