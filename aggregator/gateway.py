@@ -62,7 +62,9 @@ class Gateway:
         self.hub = NotificationHub()
         self.registry.on_change(self.hub.lists_changed)
         self.link = ReplicaLink(stores.messages)
-        self.sessions = SessionManager(stores.sessions, idle_timeout=self.settings.session_idle_timeout)
+        self.sessions = SessionManager(
+            stores.sessions, idle_timeout=self.settings.session_idle_timeout, epoch=stores.events.epoch
+        )
         self.streams = SessionStreams(self.link, self.hub, self.sessions)
         self.requests = ClientRequests(self.link)
         specs = {spec.name: spec for spec in config.mcp_servers}
@@ -72,7 +74,7 @@ class Gateway:
             config, self.registry, self.pool, self.sessions, self.streams, self.telemetry, self.broker
         )
         self.router = Router(self.server)
-        self.sync = RegistrySync(self.registry, stores)
+        self.sync = RegistrySync(self.registry, stores, on_epoch=self.sessions.epoch_seen)
         self.supervisor = (
             BackendSupervisor(
                 config.mcp_servers,
@@ -94,6 +96,7 @@ class Gateway:
         """Start syncing (and, embedded, supervising); wait until the first backends answered."""
         self._tasks.append(asyncio.create_task(self.sync.run(), name="registry-sync"))
         self._tasks.append(asyncio.create_task(self.link.run(), name="replica-link"))
+        self._tasks.append(asyncio.create_task(self.sessions.keep(), name="sessions"))
         if self.supervisor is not None:
             self._tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
         if self.connections is not None:
@@ -173,6 +176,8 @@ class Gateway:
             for reason in (
                 store_error and f"store: {store_error}",
                 self.sync.last_error and f"registry sync: {self.sync.last_error}",
+                self.sessions.local_only
+                and f"sessions: {self.sessions.local_only} opened while the store was away live on this replica only",
             )
             if reason
         ]
@@ -188,6 +193,7 @@ class Gateway:
             "replica": self.replica_id,
             "store": {"kind": self.stores.kind, "ok": store_error is None},
             "registry": {"version": self.sync.version, "tools": len(self.registry.catalog.tools)},
+            "sessions": {"local_only": self.sessions.local_only},
             "backends": backends,
         }
         if reasons:

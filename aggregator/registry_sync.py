@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aggregator.registry import ServerRegistry
 from shared.events import ToolUpdateEvent
+from shared.retry import backoff_delay
 from shared.store.protocols import Stores
 
 __all__ = ["RegistrySync"]
 
 log = logging.getLogger("aggregator.registry_sync")
 
-_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+_RETRY_CAP = 2.0  # seconds: a store that comes back is followed again within this
+
+
+EpochListener = Callable[[str], Awaitable[object]]
 
 
 class RegistrySync:
-    def __init__(self, registry: ServerRegistry, stores: Stores) -> None:
+    def __init__(self, registry: ServerRegistry, stores: Stores, *, on_epoch: EpochListener | None = None) -> None:
         self.registry = registry
         self.stores = stores
+        self.on_epoch = on_epoch
+        """Told the store's epoch at every reload (sessions write themselves back when it changed)."""
         self.version = 0
         self.epoch: str | None = None
         self.ready = asyncio.Event()
@@ -46,8 +53,8 @@ class RegistrySync:
                 raise
             except Exception as exc:
                 self.last_error = str(exc) or type(exc).__name__
-                delay = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
                 failures += 1
+                delay = backoff_delay(failures, cap=_RETRY_CAP)
                 log.warning(
                     "registry sync lost the store (%s); serving the last known registry, retrying in %.1fs",
                     self.last_error,
@@ -63,6 +70,8 @@ class RegistrySync:
         re-announces every backend after its re-election and fills in the rest.
         """
         epoch = await self.stores.events.epoch()
+        if self.on_epoch is not None:
+            await self.on_epoch(epoch)
         version = await self.stores.events.version()
         records = await self.stores.capabilities.list()
         overrides = await self.stores.blocks.all()

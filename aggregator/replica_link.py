@@ -20,6 +20,7 @@ import msgspec
 
 from aggregator.notifications import Listener, NotificationHub
 from aggregator.protocol.sessions import SessionManager
+from shared.retry import backoff_delay
 from shared.store.protocols import MessageBus
 
 __all__ = ["LinkMessage", "ReplicaLink", "SessionStreams", "replica_of"]
@@ -27,7 +28,7 @@ __all__ = ["LinkMessage", "ReplicaLink", "SessionStreams", "replica_of"]
 log = logging.getLogger("aggregator.replica_link")
 
 Kind = Literal["answer", "sse", "session", "resource", "subscriptions", "session_ended"]
-_RETRY = (0.5, 1.0, 2.0, 5.0)
+_RETRY_CAP = 2.0  # seconds between attempts to resubscribe once the store is back
 
 
 class LinkMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -96,8 +97,8 @@ class ReplicaLink:
                 raise
             except Exception as exc:
                 self.connected.clear()
-                delay = _RETRY[min(failures, len(_RETRY) - 1)]
                 failures += 1
+                delay = backoff_delay(failures, cap=_RETRY_CAP)
                 log.warning("replica link lost (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 

@@ -47,6 +47,20 @@ async def test_only_one_worker_leads_and_a_stale_leader_is_fenced_out(redis_serv
         await stores.aclose()
 
 
+async def test_fencing_tokens_keep_growing_when_the_store_lost_its_data(redis_server: RedisServer) -> None:
+    namespace = f"fence-{uuid.uuid4().hex[:6]}"
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        first = LeaderLock(client, namespace=namespace, worker_id="a", ttl=5)
+        assert await first.try_acquire()
+        await client.delete(first.key, first.fence_key)  # what a Redis restart without persistence does
+        second = LeaderLock(client, namespace=namespace, worker_id="b", ttl=5)
+        assert await second.try_acquire()
+        assert (second.fence or 0) > (first.fence or 0)
+    finally:
+        await client.aclose()
+
+
 def test_worker_with_nothing_to_supervise_holds_the_lease_and_stops_cleanly(redis_server: RedisServer) -> None:
     namespace_env = {"PATH": str(BIN) + ":/usr/bin:/bin"}
     process = subprocess.Popen(

@@ -3,12 +3,21 @@
 Records live in the store so any replica can serve a session; each replica keeps the records
 it has seen in a small cache and touches the store at most every `touch_interval`, so the
 request path does not wait on the store for every message.
+
+The store may be away, or come back empty (Redis restarted without persistence). A session
+opened while it is away lives on this replica only and is written to the store by `keep`
+once it is back; when the store lost its data (its epoch changed), every session this
+replica served recently is written back, so clients keep their sessions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -21,7 +30,12 @@ from shared.store.protocols import SessionStore, StoreUnavailable
 
 __all__ = ["SessionManager", "negotiate_version"]
 
+log = logging.getLogger("aggregator.sessions")
+
 _CACHE_LIMIT = 10_000
+_RETRY_UNSAVED = 1.0  # seconds between attempts to write sessions opened while the store was away
+
+Epoch = Callable[[], Awaitable[str]]
 
 
 def negotiate_version(requested: Any) -> str:
@@ -29,48 +43,76 @@ def negotiate_version(requested: Any) -> str:
     return requested if requested in v.HANDSHAKE_VERSIONS else v.LATEST_HANDSHAKE
 
 
+@dataclass(slots=True)
+class _Cached:
+    record: SessionRecord
+    checked: float
+    """When the store last confirmed the session (monotonic)."""
+
+
 class SessionManager:
-    def __init__(self, store: SessionStore, *, idle_timeout: float, touch_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        idle_timeout: float,
+        touch_interval: float | None = None,
+        epoch: Epoch | None = None,
+    ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
         self.touch_interval = touch_interval if touch_interval is not None else min(30.0, idle_timeout / 4)
-        self._cache: dict[str, tuple[SessionRecord, float]] = {}
+        self._epoch_of_store = epoch
+        self.epoch: str | None = None
+        """The store's epoch when this replica last looked; a different one means it lost its data."""
+        self._cache: dict[str, _Cached] = {}
+        self._unsaved: dict[str, SessionRecord] = {}
+        self._unsaved_added = asyncio.Event()
+
+    @property
+    def local_only(self) -> int:
+        """Sessions that exist only on this replica until the store is back."""
+        return len(self._unsaved)
 
     async def create(self, params: Params, subject: str | None = None, session_id: str | None = None) -> SessionRecord:
         """A new session from initialize params (>= 128 random bits in its id)."""
         requested = msgspec.json.decode(params["protocolVersion"]) if "protocolVersion" in params else None
         if requested is None:
             raise InvalidParams("Invalid params: initialize needs protocolVersion")
-        capabilities = _object(params.get("capabilities"))
-        client_info = _object(params.get("clientInfo"))
         record = SessionRecord(
             id=session_id or secrets.token_urlsafe(24),
             protocol_version=negotiate_version(requested),
-            client_capabilities=capabilities,
-            client_info=client_info,
+            client_capabilities=_object(params.get("capabilities")),
+            client_info=_object(params.get("clientInfo")),
             subject=subject,
             created_at=time.time(),
         )
-        await self.store.create(record, ttl=self.idle_timeout)
-        self._remember(record)
+        await self._save(record)
         return record
 
     async def get(self, session_id: str) -> SessionRecord | None:
         """The live session, or None when it never existed, ended or expired."""
+        unsaved = self._unsaved.get(session_id)
+        if unsaved is not None:
+            return unsaved
         now = time.monotonic()
         cached = self._cache.get(session_id)
-        if cached is not None and now - cached[1] < self.touch_interval:
-            return cached[0]
-        if cached is not None:
-            try:
+        if cached is not None and now - cached.checked < self.touch_interval:
+            return cached.record
+        try:
+            if cached is not None:
                 alive = await self.store.touch(session_id, ttl=self.idle_timeout)
-            except StoreUnavailable:
-                return cached[0]  # degraded: keep serving a session this replica already knows
-            record = cached[0] if alive else None
-        else:
-            record = await self.store.get(session_id)
-            if record is not None:
-                await self.store.touch(session_id, ttl=self.idle_timeout)
+                if not alive and await self.store_lost_data():
+                    alive = True  # write_back put it back
+                record = cached.record if alive else None
+            else:
+                record = await self.store.get(session_id)
+                if record is not None:
+                    await self.store.touch(session_id, ttl=self.idle_timeout)
+        except StoreUnavailable:
+            if cached is not None:
+                return cached.record  # degraded: keep serving a session this replica already knows
+            raise
         if record is None:
             self._cache.pop(session_id, None)
             return None
@@ -78,21 +120,75 @@ class SessionManager:
         return record
 
     async def update(self, record: SessionRecord) -> None:
-        await self.store.create(record, ttl=self.idle_timeout)
-        self._remember(record)
+        await self._save(record)
 
     async def delete(self, session_id: str) -> bool:
         self._cache.pop(session_id, None)
+        if self._unsaved.pop(session_id, None) is not None:
+            return True
         return await self.store.delete(session_id)
 
     def forget(self, session_id: str) -> None:
         """Drop the local copy (another replica ended the session)."""
         self._cache.pop(session_id, None)
+        self._unsaved.pop(session_id, None)
+
+    async def store_lost_data(self) -> bool:
+        """Whether the store lost its data since this replica last looked (then sessions were written back)."""
+        if self._epoch_of_store is None:
+            return False
+        return await self.epoch_seen(await self._epoch_of_store())
+
+    async def epoch_seen(self, current: str) -> bool:
+        """Note the store's epoch; a new one means it lost its data, and this replica's sessions go back in."""
+        previous, self.epoch = self.epoch, current
+        if previous is None or previous == current:
+            return False
+        await self.write_back()
+        return True
+
+    async def write_back(self) -> None:
+        """Put every session this replica served within the idle timeout back into the store."""
+        horizon = time.monotonic() - self.idle_timeout
+        recent = [cached.record for cached in self._cache.values() if cached.checked > horizon]
+        for record in recent:
+            await self.store.create(record, ttl=self.idle_timeout)
+        log.warning("the store lost its data; wrote back %d session(s) this replica serves", len(recent))
+
+    async def keep(self) -> None:
+        """Write sessions opened while the store was away once it is back (runs until cancelled)."""
+        while True:
+            await self._unsaved_added.wait()
+            for record in list(self._unsaved.values()):
+                try:
+                    await self.store.create(record, ttl=self.idle_timeout)
+                except StoreUnavailable:
+                    break
+                if self._unsaved.get(record.id) is record:
+                    del self._unsaved[record.id]
+                    self._remember(record)
+            if not self._unsaved:
+                self._unsaved_added.clear()
+                log.info("every session opened while the store was away is now in the store")
+            else:
+                await asyncio.sleep(_RETRY_UNSAVED)
+
+    async def _save(self, record: SessionRecord) -> None:
+        try:
+            await self.store.create(record, ttl=self.idle_timeout)
+        except StoreUnavailable as exc:
+            if record.id not in self._unsaved:
+                log.warning("the store is unavailable (%s); session kept on this replica until it is back", exc)
+            self._unsaved[record.id] = record
+            self._unsaved_added.set()
+            return
+        self._unsaved.pop(record.id, None)
+        self._remember(record)
 
     def _remember(self, record: SessionRecord, now: float | None = None) -> None:
-        if len(self._cache) >= _CACHE_LIMIT:
+        if record.id not in self._cache and len(self._cache) >= _CACHE_LIMIT:
             self._cache.pop(next(iter(self._cache)))
-        self._cache[record.id] = (record, time.monotonic() if now is None else now)
+        self._cache[record.id] = _Cached(record, time.monotonic() if now is None else now)
 
 
 def _object(value: msgspec.Raw | None) -> dict[str, Any]:
