@@ -28,6 +28,7 @@ from aggregator.registry_sync import RegistrySync
 from aggregator.replica_backends import ReplicaConnections
 from aggregator.replica_link import ReplicaLink, SessionStreams
 from aggregator.router import Router
+from aggregator.state_seal import StateSeal
 from shared.backends.base import BackendConnection
 from shared.config import Config
 from shared.pool import SessionConnectionPool
@@ -69,7 +70,8 @@ class Gateway:
         self.requests = ClientRequests(self.link)
         specs = {spec.name: spec for spec in config.mcp_servers}
         self.pool = SessionConnectionPool(specs, on_notification=self._backend_notification, on_lost=self._backend_lost)
-        self.broker = InputBroker()
+        seal = StateSeal(stores.keys, name="requestState", tag=self.link.tag)
+        self.broker = InputBroker(seal=seal, link=self.link)
         self.server = AggregatorServer(
             config, self.registry, self.pool, self.sessions, self.streams, self.telemetry, self.broker
         )

@@ -59,7 +59,7 @@ class AggregatorServer:
         sessions: SessionManager,
         streams: SessionStreams,
         telemetry: Telemetry,
-        broker: InputBroker | None = None,
+        broker: InputBroker,
     ) -> None:
         self.config = config
         self.settings = config.aggregator
@@ -68,7 +68,7 @@ class AggregatorServer:
         self.sessions = sessions
         self.streams = streams
         self.telemetry = telemetry
-        self.broker = broker or InputBroker()
+        self.broker = broker
         self._list_cache: dict[tuple[int, str, str | None, bool], Raw] = {}
 
     # -- identity --------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class AggregatorServer:
         capabilities = ctx.forward_capabilities() if conn.stateless else None
         if ctx.stateless and not conn.stateless:
             if is_gateway_state(params):
-                outcome = await self.broker.resume(ctx, params, binding)
+                outcome = await self.broker.resume(ctx, params, binding, timeout=conn.spec.timeout + 5.0)
             else:
                 for key in ("inputResponses", "requestState"):
                     params.pop(key, None)

@@ -9,16 +9,14 @@ retry with `inputResponses`. Two bridges follow:
 - A 2026-07-28 backend returns `input_required` to a 2025-11-25 client: the gateway asks
   the client on its stream and retries the backend with the answers (`drive_input_required`).
 
-State minted here starts with `mcpgw1.` and carries an HMAC binding it to the call and the
-caller; any other `requestState` belongs to a backend and passes through untouched.
+State minted here starts with `mcpgw2.` and is sealed (state_seal.py) to the call, the request
+and the caller; any other `requestState` belongs to a backend and passes through untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable
@@ -30,12 +28,15 @@ from msgspec import UNSET, Raw
 
 from aggregator.calls import CallContext
 from aggregator.relay import Ask, RelaySink
+from aggregator.replica_link import LinkMessage, LinkTimeout, ReplicaLink
+from aggregator.state_seal import StateSeal
 from shared.protocol.errors import InvalidParams
-from shared.protocol.jsonrpc import Message, Params, raw
+from shared.protocol.jsonrpc import Message, Params, decode_message, encode, raw
+from shared.store.memory import MemoryKeyStore
 
 __all__ = ["STATE_PREFIX", "InputBroker", "drive_input_required", "is_gateway_state"]
 
-STATE_PREFIX = "mcpgw1."
+STATE_PREFIX = "mcpgw2."
 _MAX_ROUNDS = 10
 
 
@@ -54,40 +55,94 @@ class _Suspended:
     expiry: asyncio.TimerHandle | None = None
 
 
-class InputBroker:
-    """Backend calls paused until a 2026-07-28 client brings the answers they wait for."""
+class _Resume(msgspec.Struct, kw_only=True):
+    """A client's retry for a call paused on another replica, as the link carries it."""
 
-    def __init__(self, *, ttl: float = 300.0, secret: bytes | None = None) -> None:
+    call_id: str
+    answers: bytes
+    subject: str | None = None
+
+
+class _Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the replica holding the call answers: the backend's response, new questions, or an error."""
+
+    response: bytes = b""
+    input_required: bytes = b""
+    error: str = ""
+
+
+class InputBroker:
+    """Backend calls paused until a 2026-07-28 client brings the answers they wait for.
+
+    The client's retry may reach any replica: the sealed requestState opens everywhere (keys
+    from the store), and a replica that does not hold the paused call passes the answers over
+    the replica link to the one that does, and relays what comes back.
+    """
+
+    def __init__(self, *, seal: StateSeal | None = None, link: ReplicaLink | None = None, ttl: float = 300.0) -> None:
         self.ttl = ttl
-        self._secret = secret or secrets.token_bytes(32)
+        self.link = link
+        self.tag = link.tag if link is not None else secrets.token_hex(4)
+        self.seal = seal or StateSeal(MemoryKeyStore(), name="requestState", tag=self.tag)
         self._calls: dict[str, _Suspended] = {}
         self._ids = itertools.count(1)
         self._keys = itertools.count(1)
+        if link is not None:
+            link.on_request("resume", self._resume_for_another_replica)
 
     def __len__(self) -> int:
         return len(self._calls)
 
     async def run(self, ctx: CallContext, task: asyncio.Task[Message], sink: RelaySink, binding: str) -> Message | Raw:
         """The backend's response, or an InputRequiredResult (Raw) when it asked something first."""
-        return await self._wait(ctx, _Suspended(f"{next(self._ids)}-{secrets.token_hex(8)}", task, sink, binding))
+        call_id = f"gw-{self.tag}-{next(self._ids)}-{secrets.token_hex(6)}"
+        return await self._wait(ctx.subject, _Suspended(call_id, task, sink, binding))
 
-    async def resume(self, ctx: CallContext, params: Params, binding: str) -> Message | Raw:
-        """Answer a paused call's questions from the client's retry and wait on it again."""
-        state = msgspec.json.decode(params["requestState"])
-        call = self._calls.get(self._verify(state, binding, ctx))
+    async def resume(self, ctx: CallContext, params: Params, binding: str, *, timeout: float) -> Message | Raw:
+        """Answer a paused call's questions from the client's retry and wait on it again, wherever it is."""
+        call_id = await self._verify(msgspec.json.decode(params["requestState"]), binding, ctx.subject)
+        answers = bytes(params["inputResponses"]) if "inputResponses" in params else b"{}"
+        if self.link is None or self.link.mine(call_id):
+            return await self._resume(call_id, answers, ctx.subject)
+        request = _Resume(call_id=call_id, answers=answers, subject=ctx.subject)
+        message = LinkMessage(kind="resume", body=msgspec.msgpack.encode(request))
+        try:
+            reply = await self.link.request(call_id, message, timeout=timeout)
+        except LinkTimeout as exc:
+            raise InvalidParams(f"the call of this requestState is out of reach ({exc}); send it again") from None
+        outcome = msgspec.msgpack.decode(reply, type=_Outcome)
+        if outcome.error:
+            raise InvalidParams(outcome.error)
+        if outcome.input_required:
+            return Raw(outcome.input_required)
+        answer = decode_message(outcome.response)
+        assert isinstance(answer, Message)
+        return answer
+
+    async def _resume_for_another_replica(self, message: LinkMessage) -> bytes:
+        request = msgspec.msgpack.decode(message.body, type=_Resume)
+        try:
+            result = await self._resume(request.call_id, request.answers, request.subject)
+        except InvalidParams as exc:
+            return msgspec.msgpack.encode(_Outcome(error=exc.message))
+        if isinstance(result, Raw):
+            return msgspec.msgpack.encode(_Outcome(input_required=bytes(result)))
+        return msgspec.msgpack.encode(_Outcome(response=encode(result)))
+
+    async def _resume(self, call_id: str, answers_json: bytes, subject: str | None) -> Message | Raw:
+        call = self._calls.pop(call_id, None)
         if call is None:
             raise InvalidParams("requestState refers to a call that finished or expired; send the request again")
-        answers = _decode_object(params.get("inputResponses"))
+        if call.expiry is not None:
+            call.expiry.cancel()
+        answers = _decode_object(Raw(answers_json))
         for key, ask in list(call.asks.items()):
             if key in answers and not ask.future.done():
                 ask.future.set_result(raw(answers[key]))
                 del call.asks[key]
-        del self._calls[call.id]
-        if call.expiry is not None:
-            call.expiry.cancel()
-        return await self._wait(ctx, call)
+        return await self._wait(subject, call)
 
-    async def _wait(self, ctx: CallContext, call: _Suspended) -> Message | Raw:
+    async def _wait(self, subject: str | None, call: _Suspended) -> Message | Raw:
         asks = call.sink.asks
         assert asks is not None
         waiter: asyncio.Task[Ask] | None = None
@@ -108,32 +163,29 @@ class InputBroker:
         finally:
             if waiter is not None:
                 waiter.cancel()
-        return self._suspend(ctx, call)
+        return await self._suspend(subject, call)
 
-    def _suspend(self, ctx: CallContext, call: _Suspended) -> Raw:
+    async def _suspend(self, subject: str | None, call: _Suspended) -> Raw:
         self._calls[call.id] = call
         call.expiry = asyncio.get_running_loop().call_later(self.ttl, self._expire, call.id)
         requests = {key: {"method": ask.method, "params": _decode_object(ask.params)} for key, ask in call.asks.items()}
-        return raw({"resultType": "input_required", "inputRequests": requests, "requestState": self._sign(call, ctx)})
+        state = STATE_PREFIX + await self.seal.seal(_bound(call.id, call.binding, subject))
+        return raw({"resultType": "input_required", "inputRequests": requests, "requestState": state})
 
     def _expire(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
         if call is not None:
             call.task.cancel()
 
-    def _sign(self, call: _Suspended, ctx: CallContext) -> str:
-        return f"{STATE_PREFIX}{call.id}.{self._mac(call.id, call.binding, ctx)}"
-
-    def _verify(self, state: Any, binding: str, ctx: CallContext) -> str:
+    async def _verify(self, state: Any, binding: str, subject: str | None) -> str:
+        """The call id inside a requestState sealed for this request and caller, or InvalidParams."""
         if isinstance(state, str) and state.startswith(STATE_PREFIX):
-            call_id, _, mac = state[len(STATE_PREFIX) :].rpartition(".")
-            if call_id and hmac.compare_digest(mac, self._mac(call_id, binding, ctx)):
-                return call_id
+            message = await self.seal.open(state[len(STATE_PREFIX) :])
+            if message is not None:
+                call_id = message.partition("|")[0]
+                if call_id and message == _bound(call_id, binding, subject):
+                    return call_id
         raise InvalidParams("requestState failed verification (tampered, for another request, or another caller)")
-
-    def _mac(self, call_id: str, binding: str, ctx: CallContext) -> str:
-        message = f"{call_id}|{binding}|{ctx.subject or ''}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
 
     async def aclose(self) -> None:
         for call in self._calls.values():
@@ -141,6 +193,11 @@ class InputBroker:
             if call.expiry is not None:
                 call.expiry.cancel()
         self._calls.clear()
+
+
+def _bound(call_id: str, binding: str, subject: str | None) -> str:
+    """What a requestState vouches for: this call, this request (method and target), this caller."""
+    return f"{call_id}|{binding}|{subject or ''}"
 
 
 async def drive_input_required(

@@ -23,11 +23,11 @@ from aggregator.protocol.sessions import SessionManager
 from shared.retry import backoff_delay
 from shared.store.protocols import MessageBus
 
-__all__ = ["LinkMessage", "ReplicaLink", "SessionStreams", "replica_of"]
+__all__ = ["LinkMessage", "LinkTimeout", "ReplicaLink", "SessionStreams", "replica_of"]
 
 log = logging.getLogger("aggregator.replica_link")
 
-Kind = Literal["answer", "sse", "session", "resource", "subscriptions", "session_ended"]
+Kind = Literal["answer", "sse", "session", "resource", "subscriptions", "session_ended", "resume", "reply"]
 _RETRY_CAP = 2.0  # seconds between attempts to resubscribe once the store is back
 
 
@@ -36,6 +36,18 @@ class LinkMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     session: str | None = None
     body: bytes = b""
     uris: list[str] = []
+    ref: str = ""
+    """For a request: its id, which the reply repeats."""
+    reply_to: str = ""
+    """For a request: the tag of the replica waiting for the reply."""
+
+
+class LinkTimeout(Exception):
+    """Another replica did not reply in time (it may have stopped)."""
+
+
+Handler = Callable[[LinkMessage], Awaitable[None] | None]
+RequestHandler = Callable[[LinkMessage], Awaitable[bytes]]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -58,11 +70,31 @@ class ReplicaLink:
         self.bus = bus
         self.tag = secrets.token_hex(4)
         self.channel = f"replica:{self.tag}"
-        self._handlers: dict[str, Callable[[LinkMessage], Awaitable[None] | None]] = {}
+        self._handlers: dict[str, Handler] = {"reply": self._on_reply}
+        self._request_handlers: dict[str, RequestHandler] = {}
+        self._replies: dict[str, asyncio.Future[bytes]] = {}
+        self._serving: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
 
-    def on(self, kind: Kind, handler: Callable[[LinkMessage], Awaitable[None] | None]) -> None:
+    def on(self, kind: Kind, handler: Handler) -> None:
         self._handlers[kind] = handler
+
+    def on_request(self, kind: Kind, handler: RequestHandler) -> None:
+        """Answer requests of `kind` from other replicas with the bytes `handler` returns (run as a task)."""
+        self._request_handlers[kind] = handler
+
+    async def request(self, minted_id: object, message: LinkMessage, *, timeout: float) -> bytes:
+        """Ask the replica whose tag is in `minted_id` and wait for its reply; LinkTimeout after `timeout`."""
+        ref = secrets.token_hex(8)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._replies[ref] = future
+        try:
+            await self.send(minted_id, msgspec.structs.replace(message, ref=ref, reply_to=self.tag))
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise LinkTimeout(f"replica {replica_of(minted_id)} did not reply within {timeout:.0f}s") from None
+        finally:
+            self._replies.pop(ref, None)
 
     def mine(self, minted_id: object) -> bool:
         tag = replica_of(minted_id)
@@ -70,7 +102,9 @@ class ReplicaLink:
 
     async def send(self, minted_id: object, message: LinkMessage) -> None:
         """Deliver to the replica whose tag is in `minted_id` (locally if it is ours)."""
-        tag = replica_of(minted_id)
+        await self._deliver(replica_of(minted_id), message)
+
+    async def _deliver(self, tag: str | None, message: LinkMessage) -> None:
         if tag is None or tag == self.tag:
             await self._dispatch(message)
         else:
@@ -102,7 +136,27 @@ class ReplicaLink:
                 log.warning("replica link lost (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
+    def _on_reply(self, message: LinkMessage) -> None:
+        future = self._replies.get(message.ref)
+        if future is not None and not future.done():
+            future.set_result(message.body)
+
+    async def _serve_request(self, handler: RequestHandler, message: LinkMessage) -> None:
+        try:
+            body = await handler(message)
+        except Exception:
+            log.exception("serving a %s request from replica %s failed", message.kind, message.reply_to)
+            return
+        reply = LinkMessage(kind="reply", ref=message.ref, body=body)
+        await self._deliver(message.reply_to, reply)
+
     async def _dispatch(self, message: LinkMessage) -> None:
+        serve = self._request_handlers.get(message.kind) if message.reply_to else None
+        if serve is not None:
+            task = asyncio.ensure_future(self._serve_request(serve, message))  # may wait long: not inline
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+            return
         handler = self._handlers.get(message.kind)
         if handler is None:
             return

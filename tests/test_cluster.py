@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import mcp_types as t
 import pytest
 from mcp import Client, MCPError
 
@@ -34,10 +35,20 @@ TOOL = "x_time_get_current_time"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     # A shared HTTP backend: every replica and the worker talk to the same process.
-    with run_http_server("tests.servers.toolbox", "--name", "tb", "--transport", "streamable-http") as toolbox:
+    # And a 2025-11-25-only one, whose questions a 2026-07-28 client answers by retrying.
+    with (
+        run_http_server("tests.servers.toolbox", "--name", "tb", "--transport", "streamable-http") as toolbox,
+        run_http_server(
+            "tests.servers.toolbox", "--name", "old", "--transport", "streamable-http", "--legacy-only"
+        ) as old,
+    ):
         config = {
             **CONFIG,
-            "mcpServers": [*CONFIG["mcpServers"], {"name": "tb", "type": "streamable-http", "url": toolbox.url}],
+            "mcpServers": [
+                *CONFIG["mcpServers"],
+                {"name": "tb", "type": "streamable-http", "url": toolbox.url},
+                {"name": "old", "type": "streamable-http", "url": old.url},
+            ],
         }
         with LocalCluster(
             config, replicas=2, workers=2, lock_ttl=2.0, env={"AGGREGATOR_ADMIN_TOKEN": TOKEN}
@@ -71,6 +82,27 @@ async def test_a_2025_session_is_served_by_both_replicas(cluster: LocalCluster) 
             assert "UTC" in await call_time(client)
     after = [calls_served(cluster, i) for i in range(2)]
     assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+
+
+async def _elicit(ctx: object, params: object) -> t.ElicitResult:
+    return t.ElicitResult(action="accept", content={"name": "ada"})
+
+
+async def _sample(ctx: object, params: object) -> t.CreateMessageResult:
+    return t.CreateMessageResult(role="assistant", content=t.TextContent(type="text", text="sampled"), model="m")
+
+
+async def test_2026_client_answers_a_session_backend_s_questions_through_round_robin(cluster: LocalCluster) -> None:
+    # Each answer is a retry that the balancer may send to the other replica than the question's.
+    served_before = [calls_served(cluster, i) for i in range(2)]
+    async with Client(
+        cluster.url, mode="2026-07-28", elicitation_callback=_elicit, sampling_callback=_sample
+    ) as client:
+        for _ in range(3):
+            assert (await client.call_tool("x_old_ask_name", {})).content[0].text == "hello ada"  # type: ignore[union-attr]
+            assert (await client.call_tool("x_old_sample", {"prompt": "q"})).content[0].text == "sampled"  # type: ignore[union-attr]
+    served_after = [calls_served(cluster, i) for i in range(2)]
+    assert all(a > b for a, b in zip(served_after, served_before, strict=True))
 
 
 async def test_2026_requests_are_served_by_any_replica(cluster: LocalCluster) -> None:

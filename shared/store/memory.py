@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from collections import deque
@@ -20,6 +21,7 @@ __all__ = [
     "MemoryBlockStore",
     "MemoryCapabilityStore",
     "MemoryEventBus",
+    "MemoryKeyStore",
     "MemoryMessageBus",
     "MemoryRateLimiter",
     "MemorySessionStore",
@@ -223,6 +225,18 @@ class MemoryMessageBus:
                     del self._queues[channel]
 
 
+class MemoryKeyStore:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._keys = _Expiring(clock)
+
+    async def shared_key(self, name: str, key_id: str, *, ttl: float) -> bytes:
+        key = self._keys.get((name, key_id))
+        if not isinstance(key, bytes):
+            key = secrets.token_bytes(32)
+            self._keys.set((name, key_id), key, ttl)
+        return key
+
+
 class MemoryStores:
     kind = "memory"
 
@@ -234,6 +248,7 @@ class MemoryStores:
         self.auth_metrics = MemoryAuthMetrics()
         self.events = MemoryEventBus()
         self.messages = MemoryMessageBus()
+        self.keys = MemoryKeyStore(clock)
 
     async def ping(self) -> None:
         return None

@@ -27,6 +27,7 @@ __all__ = [
     "CapabilityStore",
     "EventBus",
     "FencedOut",
+    "KeyStore",
     "MessageBus",
     "RateLimiter",
     "SessionStore",
@@ -177,6 +178,14 @@ class MessageBus(Protocol):
     def subscribe(self, *channels: str) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, bytes]]]: ...
 
 
+class KeyStore(Protocol):
+    """Secrets every replica shares, each for a limited time (e.g. the keys that seal `requestState`)."""
+
+    async def shared_key(self, name: str, key_id: str, *, ttl: float) -> bytes:
+        """Key `key_id` of `name`: 32 random bytes made by the first caller, the same for all until `ttl` ends."""
+        ...
+
+
 class Stores(Protocol):
     """Every store one process uses, opened and closed together."""
 
@@ -188,6 +197,7 @@ class Stores(Protocol):
     auth_metrics: AuthMetricsStore
     events: EventBus
     messages: MessageBus
+    keys: KeyStore
 
     async def ping(self) -> None:
         """Raise if the backing service cannot be reached."""

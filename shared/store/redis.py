@@ -12,6 +12,7 @@ Key layout (all under the namespace, default `mcpagg`; see docs/architecture.md)
     {ns}:events:epoch           str   a random id set once: a new one means the store lost its data
     {ns}:events                 pub/sub channel of ToolUpdateEvents
     {ns}:msg:{channel}          pub/sub channels between replicas (MessageBus)
+    {ns}:key:{name}:{id}        str   a shared secret (KeyStore), expires with its period
 
 Redis errors leave this module as StoreUnavailable, naming the URL's host and the cause.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -40,66 +42,13 @@ from shared.store.protocols import (
     FencedOut,
     StoreUnavailable,
 )
+from shared.store.redis_scripts import ALLOW, FENCED_PUT, PUBLISH, REMAINING, SHARED_KEY
 
 __all__ = ["RedisStores", "open_redis_stores"]
 
 _record_decoder = msgspec.json.Decoder(ServerRecord)
 _session_decoder = msgspec.json.Decoder(SessionRecord)
 _encode = msgspec.json.Encoder().encode
-
-# Sliding-window rate limit, atomically.
-# KEYS[1] = the window's sorted set
-# ARGV[1] = limit, ARGV[2] = window in ms, ARGV[3] = a unique member for this attempt
-# Returns 1 (allowed, attempt recorded) or 0 (over the limit, nothing recorded).
-_ALLOW = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[2]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-# Remaining attempts in a sliding window.
-# KEYS[1] = the window's sorted set; ARGV[1] = limit, ARGV[2] = window in ms
-# Returns how many attempts are left.
-_REMAINING = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[2]))
-local left = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
-if left < 0 then return 0 end
-return left
-"""
-
-# Publish a registry event under the next version, so version order is publish order.
-# KEYS[1] = the version counter, KEYS[2] = the leader lock (fenced writers only)
-# ARGV[1] = channel, ARGV[2] = event JSON object without version, ARGV[3] = our lock value or ""
-# Returns the event JSON as published (with "version"), or the error FENCED.
-_PUBLISH = """
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
-  return redis.error_reply('FENCED the leader lock is held by another worker')
-end
-local version = redis.call('INCR', KEYS[1])
-local event = '{"version":' .. version .. ',' .. string.sub(ARGV[2], 2)
-redis.call('PUBLISH', ARGV[1], event)
-return event
-"""
-
-# Write a capability record only while holding the leader lock.
-# KEYS[1] = the leader lock, KEYS[2] = the scope's hash; ARGV[1] = our lock value,
-# ARGV[2] = server, ARGV[3] = record JSON ("" deletes). Returns 1, or the error FENCED.
-_FENCED_PUT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('FENCED the leader lock is held by another worker')
-end
-if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[2]) else redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
-return 1
-"""
-
 
 class _Keys:
     """One function per kind of key."""
@@ -137,6 +86,9 @@ class _Keys:
     def message(self, channel: str) -> str:
         return f"{self.ns}:msg:{channel}"
 
+    def shared_key(self, name: str, key_id: str) -> str:
+        return f"{self.ns}:key:{name}:{key_id}"
+
 
 @contextlib.contextmanager
 def _translated(where: str):  # type: ignore[no-untyped-def]
@@ -163,7 +115,7 @@ class _Part:
 class RedisCapabilityStore(_Part):
     def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
         super().__init__(client, keys, where, fence)
-        self._fenced_put = client.register_script(_FENCED_PUT)
+        self._fenced_put = client.register_script(FENCED_PUT)
 
     async def put(self, record: ServerRecord, *, scope: str = GLOBAL_SCOPE, ttl: float | None = None) -> None:
         key = self.keys.capabilities(scope)
@@ -233,8 +185,8 @@ class RedisBlockStore(_Part):
 class RedisRateLimiter(_Part):
     def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
         super().__init__(client, keys, where)
-        self._allow = client.register_script(_ALLOW)
-        self._remaining = client.register_script(_REMAINING)
+        self._allow = client.register_script(ALLOW)
+        self._remaining = client.register_script(REMAINING)
 
     async def allow(self, key: str, *, limit: int, window: float) -> bool:
         with _translated(self.where):
@@ -286,7 +238,7 @@ def _metrics(server: str, data: dict[bytes, bytes]) -> AuthServerMetrics:
 class RedisEventBus(_Part):
     def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
         super().__init__(client, keys, where, fence)
-        self._publish = client.register_script(_PUBLISH)
+        self._publish = client.register_script(PUBLISH)
 
     async def publish(self, event: ToolUpdateEvent) -> ToolUpdateEvent:
         body = encode_event(msgspec.structs.replace(event, version=0))  # version 0 is omitted
@@ -352,6 +304,19 @@ class RedisMessageBus(_Part):
                 await pubsub.aclose()
 
 
+class RedisKeyStore(_Part):
+    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
+        super().__init__(client, keys, where)
+        self._shared_key = client.register_script(SHARED_KEY)
+
+    async def shared_key(self, name: str, key_id: str, *, ttl: float) -> bytes:
+        with _translated(self.where):
+            key = await self._shared_key(
+                keys=[self.keys.shared_key(name, key_id)], args=[secrets.token_bytes(32), max(1, int(ttl * 1000))]
+            )
+        return bytes(key)
+
+
 class RedisStores:
     kind = "redis"
 
@@ -368,6 +333,7 @@ class RedisStores:
         self.auth_metrics = RedisAuthMetrics(client, keys, where)
         self.events = RedisEventBus(client, keys, where, fence)
         self.messages = RedisMessageBus(client, keys, where)
+        self.keys = RedisKeyStore(client, keys, where)
         self.where = where
         self._owns_client = fence is None
 

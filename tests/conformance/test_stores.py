@@ -145,3 +145,13 @@ async def test_message_bus_delivers_to_subscribers_of_that_channel_only(stores: 
 async def test_event_bus_epoch_is_stable_for_the_store_lifetime(stores: Stores) -> None:
     first = await stores.events.epoch()
     assert first and first == await stores.events.epoch()
+
+
+async def test_shared_keys_are_the_same_for_every_caller_until_they_expire(stores: Stores) -> None:
+    first = await stores.keys.shared_key("seal", "7", ttl=0.3)
+    assert len(first) == 32
+    assert await stores.keys.shared_key("seal", "7", ttl=0.3) == first
+    assert await stores.keys.shared_key("seal", "8", ttl=0.3) != first
+    assert await stores.keys.shared_key("other", "7", ttl=0.3) != first
+    await asyncio.sleep(0.45)
+    assert await stores.keys.shared_key("seal", "7", ttl=0.3) != first
