@@ -16,10 +16,11 @@ import msgspec
 from msgspec import UNSET, Raw
 
 from aggregator.calls import CallContext
+from aggregator.catalog import ItemRoute, ToolRoute
 from aggregator.input_required import InputBroker, drive_input_required, is_gateway_state
 from aggregator.protocol.sessions import SessionManager
 from aggregator.protocol.stateless import SUPPORTED_VERSIONS
-from aggregator.registry import ItemRoute, ServerRegistry, ToolRoute
+from aggregator.registry import ServerRegistry
 from aggregator.relay import RelaySink
 from aggregator.replica_link import SessionStreams
 from shared.backends.base import BackendConnection

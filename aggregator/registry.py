@@ -13,166 +13,29 @@ immutable `Catalog`; the request path only reads `registry.catalog`.
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from aggregator.catalog import Catalog, ItemRoute, TemplateRoute, ToolRoute
 from aggregator.denylist import Denylist
 from aggregator.tool_names import has_hidden_characters
 from shared.config import AggregatorSettings, ServerSpec
-from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.protocol.vocabulary import LIST_KINDS
 from shared.records import ServerRecord
 
-__all__ = ["Catalog", "ItemRoute", "ServerRegistry", "ToolRoute", "fit_name"]
+__all__ = ["ServerRegistry", "fit_name"]
 
 log = logging.getLogger("aggregator.registry")
 
 _DISALLOWED = re.compile(r"[^A-Za-z0-9_.-]")
 _HASH_LEN = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ToolRoute:
-    """Where an exposed tool name goes."""
-
-    exposed: str
-    original: str
-    servers: tuple[str, ...]
-    instance_arg: str | None = None
-    blocked: str | None = None
-    header_map: tuple[tuple[tuple[str, ...], str], ...] = ()
-
-    def server_for(self, instance: Any) -> str:
-        """The backend for a call; family tools need a valid instance."""
-        if self.instance_arg is None:
-            return self.servers[0]
-        choices = ", ".join(self.servers)
-        if instance is None:
-            raise InvalidParams(
-                f"Tool {self.exposed!r} needs the argument {self.instance_arg!r} (which instance); one of: {choices}",
-                {"argument": self.instance_arg, "choices": list(self.servers)},
-            )
-        if instance not in self.servers:
-            raise InvalidParams(
-                f"Unknown instance {instance!r} for {self.instance_arg!r} of tool {self.exposed!r}; one of: {choices}",
-                {"argument": self.instance_arg, "choices": list(self.servers)},
-            )
-        return instance
-
-
-@dataclass(frozen=True, slots=True)
-class ItemRoute:
-    server: str
-    original: str
-
-
-@dataclass(frozen=True, slots=True)
-class _TemplateRoute:
-    pattern: re.Pattern[str]
-    server: str
-    exposed: str
-    original: str
-    strip: str  # prefix to remove from a concrete URI before forwarding ("" for scheme URIs)
-
-
-@dataclass(slots=True)
-class Catalog:
-    """One consistent view of everything exposed; replaced whole on every change."""
-
-    version: int = 0
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    prompts: list[dict[str, Any]] = field(default_factory=list)
-    resources: list[dict[str, Any]] = field(default_factory=list)
-    resource_templates: list[dict[str, Any]] = field(default_factory=list)
-    tool_routes: dict[str, ToolRoute] = field(default_factory=dict)
-    prompt_routes: dict[str, ItemRoute] = field(default_factory=dict)
-    resource_routes: dict[str, ItemRoute] = field(default_factory=dict)
-    template_routes: list[_TemplateRoute] = field(default_factory=list)
-    segments: dict[str, str] = field(default_factory=dict)  # "{prefix}_{segment}_" -> server
-    servers: dict[str, ServerRecord] = field(default_factory=dict)
-    _pages: dict[tuple[str, int], tuple[list[dict[str, Any]], str | None]] = field(default_factory=dict)
-
-    def tool(self, name: str) -> ToolRoute:
-        route = self.tool_routes.get(name)
-        if route is None:
-            raise UnknownTool(f"Unknown tool: {name!r}", {"tool": name})
-        if route.blocked:
-            raise ToolBlocked(
-                f"Tool {name!r} is blocked: {route.blocked}. To allow it, run `aggregator tools unblock {name}`, "
-                "add it to aggregator.denylist.allow, or start the gateway with --yolo (development only).",
-                {"tool": name, "blocked": True},
-            )
-        return route
-
-    def prompt(self, name: str) -> ItemRoute:
-        route = self.prompt_routes.get(name)
-        if route is None:
-            raise UnknownTool(f"Unknown prompt: {name!r}", {"prompt": name})
-        return route
-
-    def resource(self, uri: str) -> ItemRoute:
-        """Route a concrete resource URI: listed resource, template match, or name prefix."""
-        route = self.resource_routes.get(uri)
-        if route is not None:
-            return route
-        matches = [t for t in self.template_routes if t.pattern.fullmatch(uri)]
-        servers = sorted({t.server for t in matches})
-        if len(servers) > 1:
-            raise InvalidParams(f"Resource URI {uri!r} matches templates of several servers: {', '.join(servers)}")
-        if matches:
-            match = matches[0]
-            return ItemRoute(match.server, uri[len(match.strip) :] if match.strip else uri)
-        for head, server in self.segments.items():
-            if uri.startswith(head):
-                return ItemRoute(server, uri[len(head) :])
-        raise InvalidParams(f"Resource not found: {uri!r}", {"uri": uri})
-
-    def exposed_uri(self, server: str, original: str) -> str | None:
-        """The URI clients know for a backend's resource URI, or None when it is not exposed."""
-        for exposed, route in self.resource_routes.items():
-            if route.server == server and route.original == original:
-                return exposed
-        for template in self.template_routes:
-            if template.server == server and template.pattern.fullmatch(template.strip + original):
-                return template.strip + original
-        return None
-
-    def template(self, exposed: str) -> ItemRoute:
-        for route in self.template_routes:
-            if route.exposed == exposed:
-                return ItemRoute(route.server, route.original)
-        raise InvalidParams(f"Unknown resource template: {exposed!r}", {"uri": exposed})
-
-    def page(self, kind: str, cursor: str | None, size: int) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of a list and the cursor for the next, or InvalidCursor."""
-        offset = 0 if cursor is None else _decode_cursor(cursor, kind)
-        key = (kind, offset)
-        cached = self._pages.get(key)
-        if cached is None:
-            items = self.items(kind)
-            if offset > len(items):
-                raise InvalidCursor(f"Invalid cursor for {kind}: past the end of the list")
-            end = offset + size
-            next_cursor = _encode_cursor(kind, end) if end < len(items) else None
-            cached = self._pages[key] = (items[offset:end], next_cursor)
-        return cached
-
-    def items(self, kind: str) -> list[dict[str, Any]]:
-        return {
-            "tools": self.tools,
-            "prompts": self.prompts,
-            "resources": self.resources,
-            "resourceTemplates": self.resource_templates,
-        }[kind]
 
 
 def fit_name(name: str, limit: int) -> str:
@@ -359,8 +222,9 @@ class _CatalogBuilder:
         self.catalog.prompts = sorted(out, key=lambda p: p["name"])
 
     def _resources(self) -> None:
+        """Resources and templates; a URI two backends share goes to the one listed first in the config."""
         resources, templates = [], []
-        for server in self.up:
+        for server in (name for name in self.specs if name in self.up):
             segment = self.specs[server].prefix
             record = self.records[server]
             for resource in sorted(record.resources, key=lambda r: str(r.get("uri", ""))):
@@ -370,7 +234,12 @@ class _CatalogBuilder:
                 exposed = self._exposed_uri(segment, uri)
                 if exposed in self.catalog.resource_routes:
                     owner = self.catalog.resource_routes[exposed].server
-                    log.warning("resource %s of %s is shadowed by the same URI on %s", uri, server, owner)
+                    log.warning(
+                        "resource %s of %s is shadowed by the same URI on %s, which comes first in the config",
+                        uri,
+                        server,
+                        owner,
+                    )
                     continue
                 self.catalog.resource_routes[exposed] = ItemRoute(server, uri)
                 resources.append({**resource, "uri": exposed})
@@ -381,7 +250,7 @@ class _CatalogBuilder:
                 exposed = self._exposed_uri(segment, uri_template)
                 strip = exposed[: len(exposed) - len(uri_template)] if exposed != uri_template else ""
                 pattern = re.compile(_template_regex(exposed))
-                self.catalog.template_routes.append(_TemplateRoute(pattern, server, exposed, uri_template, strip))
+                self.catalog.template_routes.append(TemplateRoute(pattern, server, exposed, uri_template, strip))
                 templates.append({**template, "uriTemplate": exposed})
         self.catalog.resources = sorted(resources, key=lambda r: r["uri"])
         self.catalog.resource_templates = sorted(templates, key=lambda r: r["uriTemplate"])
@@ -470,18 +339,3 @@ _encoder = msgspec.json.Encoder(order="deterministic")
 
 def _encode(items: list[dict[str, Any]]) -> bytes:
     return _encoder.encode(items)
-
-
-def _encode_cursor(kind: str, offset: int) -> str:
-    payload = _encoder.encode({"k": kind, "o": offset})
-    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, kind: str) -> int:
-    try:
-        payload = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if payload["k"] != kind or not isinstance(payload["o"], int) or payload["o"] < 0:
-            raise ValueError
-        return payload["o"]
-    except (ValueError, KeyError, TypeError, msgspec.DecodeError):
-        raise InvalidCursor(f"Invalid cursor for {kind}: {cursor!r} (start again without a cursor)") from None

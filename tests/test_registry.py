@@ -154,6 +154,20 @@ def test_resources_keep_scheme_uris_and_prefix_others() -> None:
         reg.catalog.resource("db://other/users")
 
 
+def test_a_resource_uri_on_two_backends_goes_to_the_first_in_the_config() -> None:
+    shared = [{"uri": "https://example.com/doc", "name": "doc"}]
+    # beta is listed after alpha in the config, whatever order the records arrive in
+    reg = registry(record("beta", resources=shared), record("alpha", resources=shared))
+    assert reg.catalog.resource("https://example.com/doc").server == "alpha"
+    reversed_config = parse_config(
+        "mcpServers: [{name: beta, type: stdio, command: x}, {name: alpha, type: stdio, command: x}]"
+    )
+    other = ServerRegistry(reversed_config.aggregator, reversed_config.mcp_servers)
+    other.update(record("alpha", resources=shared))
+    other.update(record("beta", resources=shared))
+    assert other.catalog.resource("https://example.com/doc").server == "beta"
+
+
 def test_prompts_are_prefixed_and_route() -> None:
     reg = registry(record("beta", prompts=[{"name": "greet"}]))
     assert [p["name"] for p in reg.catalog.prompts] == ["x_b_greet"]
