@@ -27,7 +27,7 @@ from shared.protocol.errors import InternalError, InvalidRequest
 from shared.store.factory import open_stores
 from shared.store.protocols import Stores
 
-__all__ = ["GatewayApp", "create_app"]
+__all__ = ["GatewayApp"]
 
 log = logging.getLogger("aggregator.app")
 
@@ -119,6 +119,3 @@ class GatewayApp:
             return Response(status_code=503)
         return Response(self.gateway.telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-
-def create_app(config: Config, **options: object) -> GatewayApp:
-    return GatewayApp(config, **options)  # type: ignore[arg-type]

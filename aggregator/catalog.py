@@ -41,7 +41,7 @@ class ToolRoute:
                 f"Tool {self.exposed!r} needs the argument {self.instance_arg!r} (which instance); one of: {choices}",
                 {"argument": self.instance_arg, "choices": list(self.servers)},
             )
-        if instance not in self.servers:
+        if not isinstance(instance, str) or instance not in self.servers:
             raise InvalidParams(
                 f"Unknown instance {instance!r} for {self.instance_arg!r} of tool {self.exposed!r}; one of: {choices}",
                 {"argument": self.instance_arg, "choices": list(self.servers)},

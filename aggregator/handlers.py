@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -251,38 +252,44 @@ class AggregatorServer:
 
     async def _forward(self, ctx: CallContext, server: str, method: str, params: Params, *, binding: str) -> Raw:
         conn = await self.pool.get(server)
-        capabilities = ctx.forward_capabilities() if conn.stateless else None
         if ctx.stateless and not conn.stateless:
-            if is_gateway_state(params):
-                outcome = await self.broker.resume(ctx, params, binding, timeout=conn.spec.timeout + 5.0)
-            else:
-                for key in ("inputResponses", "requestState"):
-                    params.pop(key, None)
-                sink = RelaySink(ctx, queue_asks=True)
-                task = asyncio.ensure_future(conn.request(method, params, sink=sink, client_meta=ctx.meta))
-                outcome = await self.broker.run(ctx, task, sink, binding)
+            outcome = await self._forward_bridged(ctx, conn, method, params, binding)
             if isinstance(outcome, Raw):
-                return outcome
+                return outcome  # input_required: the client answers and retries
             reply = outcome
         else:
-            sink = RelaySink(ctx) if _needs_sink(ctx, conn) else None
-            reply = await conn.request(
-                method, params, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities
-            )
-            if sink is not None and conn.stateless and not ctx.stateless:
-
-                async def again(retry: Params) -> Message:
-                    return await conn.request(
-                        method, retry, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities
-                    )
-
-                reply = await drive_input_required(reply, params, sink, again)
+            reply = await self._forward_direct(ctx, conn, method, params)
         if reply.error is not UNSET:
             raise _backend_error(conn, reply)
         assert reply.result is not UNSET
         if ctx.stateless and not conn.stateless:
             return _stamp(reply.result, method == "resources/read")
         return reply.result
+
+    async def _forward_bridged(
+        self, ctx: CallContext, conn: BackendConnection, method: str, params: Params, binding: str
+    ) -> Message | Raw:
+        """A 2026-07-28 client, a handshake-era backend: the backend's questions become input_required."""
+        if is_gateway_state(params):
+            return await self.broker.resume(ctx, params, binding, timeout=conn.spec.timeout + 5.0)
+        for key in ("inputResponses", "requestState"):
+            params.pop(key, None)
+        sink = RelaySink(ctx, queue_asks=True)
+        task = asyncio.ensure_future(conn.request(method, params, sink=sink, client_meta=ctx.meta))
+        return await self.broker.run(ctx, task, sink, binding)
+
+    async def _forward_direct(self, ctx: CallContext, conn: BackendConnection, method: str, params: Params) -> Message:
+        capabilities = ctx.forward_capabilities() if conn.stateless else None
+        sink = RelaySink(ctx) if _needs_sink(ctx, conn) else None
+        reply = await conn.request(method, params, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities)
+        if sink is None or not conn.stateless or ctx.stateless:
+            return reply
+        relay = sink  # a handshake-era client, a 2026-07-28 backend: the gateway asks the client, then retries
+
+        async def again(retry: Params) -> Message:
+            return await conn.request(method, retry, sink=relay, client_meta=ctx.meta, client_capabilities=capabilities)
+
+        return await drive_input_required(reply, params, relay, again)
 
 
 def _needs_sink(ctx: CallContext, conn: BackendConnection) -> bool:
@@ -329,7 +336,7 @@ def _decode_object(value: Raw | None, name: str) -> dict[str, Any]:
     return decoded
 
 
-def _check_param_headers(route: ToolRoute, params: Params, headers: dict[str, str]) -> None:
+def _check_param_headers(route: ToolRoute, params: Params, headers: Mapping[str, str]) -> None:
     """2026-07-28 `x-mcp-header`: mirrored argument headers must match the arguments."""
     arguments = _decode_object(params.get("arguments"), "arguments")
     for path, token in route.header_map:

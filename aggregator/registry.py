@@ -155,9 +155,11 @@ class _CatalogBuilder:
                     families.setdefault((spec.family.name, tool["name"]), []).append((server, tool))
                 else:
                     solo.append((server, tool))
-        exposed: list[dict[str, Any]] = []
+        exposed: list[dict[str, Any] | None] = []
         for (family, original), members in sorted(families.items()):
-            instance_arg = self.specs[members[0][0]].family.instance_arg  # type: ignore[union-attr]
+            spec_family = self.specs[members[0][0]].family
+            assert spec_family is not None, "only family members are grouped here"
+            instance_arg = spec_family.instance_arg
             problem = _family_problem(members, instance_arg)
             if problem:
                 log.warning(

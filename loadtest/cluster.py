@@ -1,8 +1,9 @@
 """A local cluster on loopback: Redis, workers, aggregator replicas and haproxy in front.
 
-    python -m loadtest.cluster -c examples/config.yaml [--replicas 2] [--workers 1] [--port 8080]
+    python -m loadtest.cluster -c examples/cluster.yaml [--replicas 2] [--workers 1] [--port 8080]
 
-starts everything, prints the load-balanced MCP URL and stops it all on Ctrl-C. The test
+starts everything, prints the load-balanced MCP URL and each replica's own, and stops it all on
+Ctrl-C. The test
 suite and the benchmarks use the same `LocalCluster` class. Needs `redis-server` and `haproxy`
 on PATH (Debian packages of those names).
 """
@@ -298,10 +299,13 @@ def main() -> int:
     cluster = LocalCluster(config, replicas=args.replicas, workers=args.workers, balance=args.balance, port=args.port)
     print(f"starting {args.replicas} replicas, {args.workers} worker(s), redis and haproxy (logs in {cluster.workdir})")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops everything too
-    with cluster:
+    with contextlib.suppress(KeyboardInterrupt), cluster:  # whenever it comes, Ctrl-C stops it all
+        for index in range(args.replicas):
+            print(
+                f"replica {index}: {cluster.replica_url(index)}/mcp  (readiness: {cluster.replica_url(index)}/readyz)"
+            )
         print(f"ready: connect MCP clients to {cluster.url}  (Ctrl-C stops everything)", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+        signal.pause()
     return 0
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Python packages; Debian tools when missing),
-# then lint and run the whole suite.
+# then lint, type-check and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
@@ -28,5 +28,7 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> ruff"
 ruff check .
+echo "==> mypy (strict: aggregator, shared, worker)"
+mypy
 echo "==> pytest"
 pytest "$@"

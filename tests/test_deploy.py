@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.gateway_process import ROOT
+from tests.gateway_process import ROOT, free_port
 
 DEPLOY = ROOT / "deploy"
 KUBERNETES_VERSION = "1.30.0"
@@ -81,3 +83,52 @@ def test_haproxy_example_is_valid() -> None:
         [haproxy, "-c", "-f", str(DEPLOY / "haproxy" / "haproxy.cfg")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_the_readme_s_by_hand_cluster_and_the_haproxy_example_agree() -> None:
+    readme = (ROOT / "README.md").read_text()
+    by_hand = readme[readme.index("By hand, the same is:") :]
+    by_hand = by_hand[: by_hand.index("```", by_hand.index("```") + 3)]
+    replica_ports = {int(port) for port in re.findall(r"aggregator serve .*--port (\d+)", by_hand)}
+    cluster = readme[readme.index("## Run a cluster") :]
+    client_port = int(re.findall(r"connect clients to `http://127\.0\.0\.1:(\d+)/mcp`", cluster)[0])
+    haproxy = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
+    servers = {int(port) for port in re.findall(r"^\s*server \S+ 127\.0\.0\.1:(\d+)", haproxy, re.M)}
+    assert replica_ports and servers == replica_ports
+    assert re.search(rf"^\s*bind 127\.0\.0\.1:{client_port}$", haproxy, re.M)
+    configs = set(re.findall(r"-c (\S+)", by_hand))
+    assert all((ROOT / config).exists() for config in configs), configs
+
+
+def test_the_local_cluster_launcher_prints_every_url_and_stops_on_sigterm() -> None:
+    port = free_port()
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.cluster",
+            "-c",
+            "examples/cluster.yaml",
+            "--replicas",
+            "2",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert launcher.stdout is not None
+        lines = []
+        for line in launcher.stdout:
+            lines.append(line)
+            if line.startswith("ready:"):
+                break
+        output = "".join(lines)
+        assert f"connect MCP clients to http://127.0.0.1:{port}/mcp" in output, output
+        assert len(re.findall(r"replica \d: http://127\.0\.0\.1:\d+/mcp", output)) == 2, output
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(30) == 0

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
@@ -95,6 +95,14 @@ class Worker:
             await pool.drain_all()
 
 
+class _HealthServer(uvicorn.Server):
+    """uvicorn for /healthz and /readyz, leaving SIGTERM and SIGINT to the worker's own handling."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _health_app(worker: Worker) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "alive", "role": worker.role, "worker": worker.worker_id})
@@ -132,7 +140,7 @@ async def _serve(config: Config, args: argparse.Namespace) -> int:
     tasks = [asyncio.create_task(worker.run(), name="worker")]
     health = None
     if args.health_port:
-        health = uvicorn.Server(
+        health = _HealthServer(
             uvicorn.Config(
                 _health_app(worker),
                 host=args.health_host,
@@ -142,7 +150,6 @@ async def _serve(config: Config, args: argparse.Namespace) -> int:
                 lifespan="off",
             )
         )
-        health.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         tasks.append(asyncio.create_task(health.serve(), name="health"))
     log.info("worker %s started; waiting to lead (lock TTL %.0fs)", worker.worker_id, args.lock_ttl)
     stopping = asyncio.create_task(stop.wait())

@@ -40,7 +40,10 @@ async def discover(
         capabilities=conn.capabilities,
         instructions=conn.instructions,
         updated_at=time.time(),
-        **lists,
+        tools=lists["tools"],
+        prompts=lists["prompts"],
+        resources=lists["resources"],
+        resource_templates=lists["resource_templates"],
     )
 
 
@@ -50,8 +53,8 @@ async def _list_all(conn: BackendConnection, method: str, key: str) -> list[dict
     for _ in range(_MAX_PAGES):
         params = {"cursor": raw(cursor)} if cursor is not None else None
         reply = await conn.request(method, params)
-        if reply.error is not UNSET:
-            error = error_from_wire(reply.error, who=f"backend {conn.server!r}")
+        if reply.error is not UNSET or reply.result is UNSET:
+            error = error_from_wire(reply.error if reply.error is not UNSET else None, who=f"backend {conn.server!r}")
             raise BackendError(conn.server, f"backend {conn.server!r} failed {method}: {error.message}")
         result = msgspec.json.decode(reply.result)
         page = result.get(key) if isinstance(result, dict) else None

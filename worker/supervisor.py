@@ -30,7 +30,6 @@ __all__ = ["BackendSupervisor"]
 log = logging.getLogger("worker.supervisor")
 
 
-
 class _Watch:
     """What one backend's supervision loop waits on."""
 
@@ -121,25 +120,24 @@ class BackendSupervisor:
     async def _watch(self, spec: ServerSpec, conn: BackendConnection, record: ServerRecord) -> None:
         """Return when the backend is gone; refresh lists on request; health-check when idle."""
         watch = self._watches[spec.name]
-        while conn.alive:
+        while True:
+            if not conn.alive:
+                return
             if not watch.refresh:  # a refresh asked for while the last one ran must not wait
                 watch.wake.clear()
                 try:
                     await asyncio.wait_for(watch.wake.wait(), self.health_interval)
                 except TimeoutError:
                     await health_check(conn, timeout=min(spec.timeout, 10.0))
-                    continue
-            if not conn.alive:
-                return
-            if watch.refresh:
-                kinds, watch.refresh = watch.refresh, set()
-                fresh = await discover(conn, only=kinds, base=record)
-                fresh.since = record.since
-                changed = tuple(
-                    kind.key for kind in LIST_KINDS if getattr(fresh, kind.field) != getattr(record, kind.field)
-                )
-                record = fresh
-                await self._announce(record, "capabilities_changed", changed)
+                continue
+            kinds, watch.refresh = watch.refresh, set()
+            fresh = await discover(conn, only=kinds, base=record)
+            fresh.since = record.since
+            changed = tuple(
+                kind.key for kind in LIST_KINDS if getattr(fresh, kind.field) != getattr(record, kind.field)
+            )
+            record = fresh
+            await self._announce(record, "capabilities_changed", changed)
 
     async def _announce(self, record: ServerRecord, kind: EventType, changed: tuple[str, ...] = ()) -> None:
         await self.stores.capabilities.put(record)

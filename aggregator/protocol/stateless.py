@@ -33,7 +33,7 @@ class StatelessEnvelope:
 
 def parse(method: str, params: Params, headers: Mapping[str, str] | None) -> StatelessEnvelope:
     """Validate a 2026-07-28 request; `headers` (lower-case names) is None off HTTP."""
-    meta = decode_params(params.get("_meta")) if "_meta" in params else {}
+    meta = decode_params(params["_meta"]) if "_meta" in params else {}
     missing = [key for key in (v.PROTOCOL_VERSION, v.CLIENT_CAPABILITIES) if key not in meta]
     if missing:
         raise InvalidParams(

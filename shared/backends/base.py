@@ -273,16 +273,20 @@ class BackendConnection:
     def _dispatch(self, message: Message, via: PendingCall | None = None) -> None:
         """Route one message from the backend; `via` is the call whose stream carried it."""
         kind = message.kind
+        if kind == "notification":
+            self._on_backend_notification(message, via)
+            return
+        request_id = message.id
+        if not isinstance(request_id, int | str):
+            return  # a response to nothing we sent (id null): nobody waits for it
         if kind == "response":
-            pending = self._pending.get(message.id)  # type: ignore[arg-type]
+            pending = self._pending.get(request_id)
             if pending is not None and not pending.future.done():
                 pending.future.set_result(message)
-        elif kind == "notification":
-            self._on_backend_notification(message, via)
-        else:
-            task = asyncio.ensure_future(self._answer(message, via))
-            self._answering[message.id] = task  # type: ignore[index]
-            task.add_done_callback(lambda _t, key=message.id: self._answering.pop(key, None))  # type: ignore[misc]
+            return
+        task = asyncio.ensure_future(self._answer(message, via))
+        self._answering[request_id] = task
+        task.add_done_callback(lambda _t: self._answering.pop(request_id, None))
 
     def _lose(self, reason: str, *, notify: bool = True) -> None:
         """Mark the connection dead and fail every call waiting on it."""

@@ -9,6 +9,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -29,19 +30,22 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+K = TypeVar("K")
+V = TypeVar("V")
+S = TypeVar("S", bound=msgspec.Struct)
 
 
-class _Expiring:
+class _Expiring(Generic[K, V]):
     """A dict whose entries may carry a deadline; expired entries read as missing."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._items: dict[object, tuple[object, float | None]] = {}
+        self._items: dict[K, tuple[V, float | None]] = {}
 
-    def set(self, key: object, value: object, ttl: float | None) -> None:
+    def set(self, key: K, value: V, ttl: float | None) -> None:
         self._items[key] = (value, None if ttl is None else self._clock() + ttl)
 
-    def get(self, key: object) -> object | None:
+    def get(self, key: K) -> V | None:
         item = self._items.get(key)
         if item is None:
             return None
@@ -51,28 +55,28 @@ class _Expiring:
             return None
         return value
 
-    def pop(self, key: object) -> object | None:
+    def pop(self, key: K) -> V | None:
         value = self.get(key)
         self._items.pop(key, None)
         return value
 
-    def live_keys(self) -> list[object]:
+    def live_keys(self) -> list[K]:
         return [k for k in list(self._items) if self.get(k) is not None]
 
 
 class MemoryCapabilityStore:
     def __init__(self, clock: Clock = time.monotonic) -> None:
-        self._data = _Expiring(clock)
+        self._data: _Expiring[tuple[str, str], ServerRecord] = _Expiring(clock)
 
     async def put(self, record: ServerRecord, *, scope: str = GLOBAL_SCOPE, ttl: float | None = None) -> None:
         self._data.set((scope, record.server), _copy(record), None if scope == GLOBAL_SCOPE else ttl)
 
     async def get(self, server: str, *, scope: str = GLOBAL_SCOPE) -> ServerRecord | None:
         record = self._data.get((scope, server))
-        return _copy(record) if record is not None else None  # type: ignore[arg-type]
+        return _copy(record) if record is not None else None
 
     async def list(self, *, scope: str = GLOBAL_SCOPE) -> list[ServerRecord]:
-        names = sorted(k[1] for k in self._data.live_keys() if k[0] == scope)  # type: ignore[index]
+        names = sorted(k[1] for k in self._data.live_keys() if k[0] == scope)
         return [r for r in [await self.get(n, scope=scope) for n in names] if r is not None]
 
     async def delete(self, server: str, *, scope: str = GLOBAL_SCOPE) -> None:
@@ -81,14 +85,14 @@ class MemoryCapabilityStore:
 
 class MemorySessionStore:
     def __init__(self, clock: Clock = time.monotonic) -> None:
-        self._data = _Expiring(clock)
+        self._data: _Expiring[str, SessionRecord] = _Expiring(clock)
 
     async def create(self, record: SessionRecord, *, ttl: float) -> None:
         self._data.set(record.id, _copy(record), ttl)
 
     async def get(self, session_id: str) -> SessionRecord | None:
         record = self._data.get(session_id)
-        return _copy(record) if record is not None else None  # type: ignore[arg-type]
+        return _copy(record) if record is not None else None
 
     async def touch(self, session_id: str, *, ttl: float) -> bool:
         record = self._data.get(session_id)
@@ -227,11 +231,11 @@ class MemoryMessageBus:
 
 class MemoryKeyStore:
     def __init__(self, clock: Clock = time.monotonic) -> None:
-        self._keys = _Expiring(clock)
+        self._keys: _Expiring[tuple[str, str], bytes] = _Expiring(clock)
 
     async def shared_key(self, name: str, key_id: str, *, ttl: float) -> bytes:
         key = self._keys.get((name, key_id))
-        if not isinstance(key, bytes):
+        if key is None:
             key = secrets.token_bytes(32)
             self._keys.set((name, key_id), key, ttl)
         return key
@@ -257,6 +261,6 @@ class MemoryStores:
         return None
 
 
-def _copy(value):  # type: ignore[no-untyped-def]
+def _copy(value: S) -> S:
     """A detached copy, so callers cannot mutate what the store holds (as with Redis)."""
     return msgspec.convert(msgspec.to_builtins(value), type(value))

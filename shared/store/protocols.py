@@ -189,15 +189,24 @@ class KeyStore(Protocol):
 class Stores(Protocol):
     """Every store one process uses, opened and closed together."""
 
-    kind: str
-    capabilities: CapabilityStore
-    sessions: SessionStore
-    blocks: BlockStore
-    rate_limiter: RateLimiter
-    auth_metrics: AuthMetricsStore
-    events: EventBus
-    messages: MessageBus
-    keys: KeyStore
+    @property
+    def kind(self) -> str: ...
+    @property
+    def capabilities(self) -> CapabilityStore: ...
+    @property
+    def sessions(self) -> SessionStore: ...
+    @property
+    def blocks(self) -> BlockStore: ...
+    @property
+    def rate_limiter(self) -> RateLimiter: ...
+    @property
+    def auth_metrics(self) -> AuthMetricsStore: ...
+    @property
+    def events(self) -> EventBus: ...
+    @property
+    def messages(self) -> MessageBus: ...
+    @property
+    def keys(self) -> KeyStore: ...
 
     async def ping(self) -> None:
         """Raise if the backing service cannot be reached."""

@@ -24,7 +24,7 @@ import contextlib
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import msgspec
@@ -90,8 +90,14 @@ class _Keys:
         return f"{self.ns}:key:{name}:{key_id}"
 
 
+def _text(value: bytes | str) -> str:
+    """A reply as text (the client returns bytes; its type stubs allow str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @contextlib.contextmanager
-def _translated(where: str):  # type: ignore[no-untyped-def]
+def _translated(where: str) -> Iterator[None]:
+    """Redis errors leave as StoreUnavailable naming `where`, or FencedOut for a stale leader's write."""
     try:
         yield
     except ResponseError as exc:
@@ -179,7 +185,7 @@ class RedisBlockStore(_Part):
     async def all(self) -> dict[str, bool]:
         with _translated(self.where):
             data = await self.client.hgetall(self.keys.blocks())
-        return {tool.decode(): value == b"1" for tool, value in data.items()}
+        return {_text(tool): _text(value) == "1" for tool, value in data.items()}
 
 
 class RedisRateLimiter(_Part):
@@ -193,7 +199,7 @@ class RedisRateLimiter(_Part):
             result = await self._allow(
                 keys=[self.keys.window(key)], args=[limit, max(1, int(window * 1000)), uuid.uuid4().hex]
             )
-        return result == 1
+        return bool(result == 1)
 
     async def remaining(self, key: str, *, limit: int, window: float) -> int:
         with _translated(self.where):
@@ -222,17 +228,17 @@ class RedisAuthMetrics(_Part):
 
     async def all(self) -> list[AuthServerMetrics]:
         with _translated(self.where):
-            names = sorted(n.decode() for n in await self.client.smembers(self.keys.auth_servers()))
+            names = sorted(_text(n) for n in await self.client.smembers(self.keys.auth_servers()))
         found = [await self.server(name) for name in names]
         return [m for m in found if m is not None]
 
 
-def _metrics(server: str, data: dict[bytes, bytes]) -> AuthServerMetrics:
+def _metrics(server: str, data: Mapping[bytes | str, bytes | str]) -> AuthServerMetrics:
     fields: dict[str, float | int] = {}
     for raw_key, raw_value in data.items():
-        name = raw_key.decode()
+        name = _text(raw_key)
         fields[name] = float(raw_value) if name.startswith("last_") else int(raw_value)
-    return AuthServerMetrics(server_name=server, **fields)  # type: ignore[arg-type]
+    return msgspec.convert({"server_name": server, **fields}, AuthServerMetrics)
 
 
 class RedisEventBus(_Part):
@@ -275,7 +281,7 @@ class RedisEventBus(_Part):
         with _translated(self.where):
             await self.client.set(self.keys.epoch(), uuid.uuid4().hex, nx=True)
             value = await self.client.get(self.keys.epoch())
-        return value.decode() if value is not None else ""
+        return _text(value) if value is not None else ""
 
 
 class RedisMessageBus(_Part):
