@@ -27,8 +27,8 @@ async def pools() -> AsyncIterator[list[HttpPool]]:
         await pool.aclose()
 
 
-def pool_for(server: HttpServer, pools: list[HttpPool], **kwargs: object) -> HttpPool:
-    pool = HttpPool(f"{server.url}/mcp", **kwargs)  # type: ignore[arg-type]
+def pool_for(server: HttpServer, pools: list[HttpPool], headers: dict[str, str] | None = None) -> HttpPool:
+    pool = HttpPool(f"{server.url}/mcp", headers=headers)
     pools.append(pool)
     return pool
 
@@ -198,6 +198,27 @@ async def test_cancelling_a_request_closes_its_connection_and_the_pool_stays_usa
         await asyncio.wait_for(server.closed(1), 5)
         assert await post(pool) == b"fine"
     assert server.connections == 2
+
+
+async def test_a_request_cancelled_at_any_point_before_its_answer_ends_and_leaves_no_connection_open(
+    pools: list[HttpPool],
+) -> None:
+    """Cancelled one loop step later each time, so the cancellation also lands as the connect completes."""
+
+    async def never(request: HttpRequest, reply: HttpReply) -> None:
+        await asyncio.Event().wait()
+
+    async with HttpServer(never) as server:
+        pool = pool_for(server, pools)
+        for steps in range(12):
+            request = asyncio.ensure_future(post(pool))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(request, 2)
+        for connection in range(1, server.connections + 1):
+            await asyncio.wait_for(server.closed(connection), 2)
 
 
 async def test_a_response_closed_before_its_end_takes_its_connection_down(pools: list[HttpPool]) -> None:
