@@ -11,9 +11,10 @@
 `era` is the protocol version it speaks. "2026-07-28" answers `server/discover` and holds
 `subscriptions/listen` streams open; a handshake version answers `initialize` and, over
 streamable HTTP, mints an `Mcp-Session-Id` that later requests must carry (400 without one,
-404 for an unknown one) and serves the GET stream. `transport` is "streamable-http", "sse"
-(the 2024-11-05 HTTP+SSE transport) or "stdio": the gateway then starts `stdio_relay.py`, a
-child process that carries its lines to and from this object.
+404 for an unknown one) and serves the GET stream, unless `mint_sessions=False` (a server
+without sessions). `transport` is "streamable-http", "sse" (the 2024-11-05 HTTP+SSE
+transport) or "stdio": the gateway then starts `stdio_relay.py`, a child process that carries
+its lines to and from this object.
 
 A handler returns the result, raises `RpcError` to answer with an error, returns `HttpAnswer`
 for any HTTP answer at all (garbage included), or raises `Drop` to die mid-answer. The fake
@@ -151,11 +152,13 @@ class FakeBackend:
         transport: str = "streamable-http",
         capabilities: dict[str, Any] | None = None,
         sse: bool = False,
+        mint_sessions: bool = True,
         name: str = "fake",
     ) -> None:
         self.era = era
         self.transport = transport
         self.sse = sse  # answer every POST as an event stream, not only those a handler sent something on
+        self.mint_sessions = mint_sessions and era != STATELESS  # False: a handshake-era server without sessions
         self.capabilities = capabilities if capabilities is not None else {"tools": {"listChanged": True}}
         self.info = {"name": name, "version": "1.0"}
         defaults: dict[str, Handler] = {"ping": _empty}
@@ -266,7 +269,7 @@ class FakeBackend:
             self.sessions.discard(session or "")
             return
         if request.method == "GET":
-            if self.era == STATELESS:
+            if not self.mint_sessions:
                 reply.send(405)
             elif self._session_ok(session, reply):
                 reply.start(200, {"content-type": "text/event-stream"})
@@ -278,7 +281,7 @@ class FakeBackend:
             reply.send(400, b"the body is not JSON")
             return
         self._record(message, request.headers)
-        if self.era != STATELESS and message.get("method") != "initialize" and not self._session_ok(session, reply):
+        if self.mint_sessions and message.get("method") != "initialize" and not self._session_ok(session, reply):
             return
         await self._route(message, request.headers, _PostAnswer(reply, sse=self.sse))
         if reply.state == "new":
@@ -392,7 +395,7 @@ class FakeBackend:
         }
 
     async def _initialize(self, call: Call) -> dict[str, Any]:
-        if self.transport == "streamable-http":
+        if self.transport == "streamable-http" and self.mint_sessions:
             session = f"session-{next(self._ids)}"
             self.sessions.add(session)
             call.response_headers["mcp-session-id"] = session
