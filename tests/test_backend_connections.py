@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -335,6 +336,16 @@ async def test_a_2025_http_backend_ending_the_session_marks_the_connection_lost(
             with pytest.raises(BackendUnavailable, match="ended the gateway's session"):
                 await conn.request("tools/call", tool_call("echo"))
             assert not conn.alive and inbox.lost
+
+
+async def test_losing_a_connection_under_a_call_logs_no_unretrieved_error(caplog: pytest.LogCaptureFixture) -> None:
+    """The call raised its own error; asyncio must not log the same loss again as never retrieved."""
+    async with FakeBackend({"tools/call": _ok}, era=HANDSHAKE) as backend, opened(backend) as conn:
+        backend.sessions.clear()
+        with pytest.raises(BackendUnavailable):
+            await conn.request("tools/call", tool_call("echo"))
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 async def test_closing_a_2025_http_connection_ends_its_session() -> None:
