@@ -46,10 +46,10 @@ def is_gateway_state(params: Params) -> bool:
 
 @dataclass(slots=True)
 class _Suspended:
-    id: str
     task: asyncio.Task[Message]
     sink: RelaySink
     binding: str
+    id: str = ""  # minted anew each time the call pauses, so an answered requestState cannot be replayed
     asks: dict[str, Ask] = field(default_factory=dict)
     expiry: asyncio.TimerHandle | None = None
 
@@ -69,7 +69,7 @@ class InputBroker:
 
     async def run(self, ctx: CallContext, task: asyncio.Task[Message], sink: RelaySink, binding: str) -> Message | Raw:
         """The backend's response, or an InputRequiredResult (Raw) when it asked something first."""
-        return await self._wait(ctx, _Suspended(f"{next(self._ids)}-{secrets.token_hex(8)}", task, sink, binding))
+        return await self._wait(ctx, _Suspended(task, sink, binding))
 
     async def resume(self, ctx: CallContext, params: Params, binding: str) -> Message | Raw:
         """Answer a paused call's questions from the client's retry and wait on it again."""
@@ -111,6 +111,7 @@ class InputBroker:
         return self._suspend(ctx, call)
 
     def _suspend(self, ctx: CallContext, call: _Suspended) -> Raw:
+        call.id = f"{next(self._ids)}-{secrets.token_hex(8)}"
         self._calls[call.id] = call
         call.expiry = asyncio.get_running_loop().call_later(self.ttl, self._expire, call.id)
         requests = {key: {"method": ask.method, "params": _decode_object(ask.params)} for key, ask in call.asks.items()}
