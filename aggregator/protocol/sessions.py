@@ -1,14 +1,16 @@
 """2025-11-25 sessions: the initialize handshake, `Mcp-Session-Id`, records in the SessionStore.
 
 Records live in the store so any replica can serve a session; each replica keeps the records
-it has seen in a small cache and touches the store at most every `touch_interval`, so the
-request path does not wait on the store for every message.
+it has seen in a small cache and reads (and touches) each again at most every `touch_interval`,
+so the request path does not wait on the store for every message and a change made on another
+replica is seen within that interval.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -30,10 +32,18 @@ def negotiate_version(requested: Any) -> str:
 
 
 class SessionManager:
-    def __init__(self, store: SessionStore, *, idle_timeout: float, touch_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        idle_timeout: float,
+        touch_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
         self.touch_interval = touch_interval if touch_interval is not None else min(30.0, idle_timeout / 4)
+        self._clock = clock  # measures how long ago each cached session was last seen in the store
         self._cache: dict[str, tuple[SessionRecord, float]] = {}
 
     async def create(self, params: Params, subject: str | None = None, session_id: str | None = None) -> SessionRecord:
@@ -57,20 +67,18 @@ class SessionManager:
 
     async def get(self, session_id: str) -> SessionRecord | None:
         """The live session, or None when it never existed, ended or expired."""
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(session_id)
         if cached is not None and now - cached[1] < self.touch_interval:
             return cached[0]
-        if cached is not None:
-            try:
-                alive = await self.store.touch(session_id, ttl=self.idle_timeout)
-            except StoreUnavailable:
-                return cached[0]  # degraded: keep serving a session this replica already knows
-            record = cached[0] if alive else None
-        else:
-            record = await self.store.get(session_id)
+        try:
+            record = await self.store.get(session_id)  # read again: another replica may have changed it
             if record is not None:
                 await self.store.touch(session_id, ttl=self.idle_timeout)
+        except StoreUnavailable:
+            if cached is None:
+                raise
+            return cached[0]  # degraded: keep serving a session this replica already knows
         if record is None:
             self._cache.pop(session_id, None)
             return None
@@ -92,7 +100,7 @@ class SessionManager:
     def _remember(self, record: SessionRecord, now: float | None = None) -> None:
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.pop(next(iter(self._cache)))
-        self._cache[record.id] = (record, time.monotonic() if now is None else now)
+        self._cache[record.id] = (record, self._clock() if now is None else now)
 
 
 def _object(value: msgspec.Raw | None) -> dict[str, Any]:
