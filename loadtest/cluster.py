@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from tests.ports import connects, free_port
 
 __all__ = ["LocalCluster", "Process"]
 
@@ -51,12 +52,6 @@ backend replicas
   http-check expect status 200
 {servers}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -180,7 +175,7 @@ class LocalCluster:
                 str(self.workdir),
             ],
         )
-        self._wait(lambda: _connects(self.redis_port), "redis-server accepting connections", self.processes["redis"])
+        self._wait(lambda: connects(self.redis_port), "redis-server accepting connections", self.processes["redis"])
 
     def start_replica(self, index: int) -> Process:
         return self._add(
@@ -212,7 +207,7 @@ class LocalCluster:
         config = self.workdir / f"{name}.cfg"
         config.write_text(_HAPROXY.format(port=port, balance=balance, servers=servers))
         self._add(name, ["haproxy", "-f", str(config), "-db"])
-        self._wait(lambda: _connects(port), f"{name} listening", self.processes[name])
+        self._wait(lambda: connects(port), f"{name} listening", self.processes[name])
         return port
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -226,7 +221,7 @@ class LocalCluster:
                 body = httpx.get(f"{self.replica_url(index)}/readyz", timeout=2).json()
                 if not all(body["backends"].get(n, {}).get("state") == "up" for n in names):
                     return False
-            return _connects(self.port)
+            return connects(self.port)
 
         self._wait(ready, "every replica ready with all backends up", None, timeout)
 
@@ -271,12 +266,6 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _connects(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main() -> int:

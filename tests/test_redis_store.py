@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from shared.records import SessionRecord
 from shared.store.protocols import StoreUnavailable
 from shared.store.redis import open_redis_stores
-from tests.gateway_process import free_port
+from tests.ports import free_port
 from tests.redis_server import RedisServer
 
 
