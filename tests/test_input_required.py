@@ -218,7 +218,7 @@ async def test_an_expired_pause_cancels_the_backend_call() -> None:
     async with handshake_backend(asks_to_confirm) as (backend, conn), opened_broker(ttl=0.1) as broker:
         result = input_required(await call_through(broker, conn, client_2026()))
         call_id = backend.requests("tools/call")[0].message["id"]
-        await backend.eventually(lambda: call_id in backend.abandoned)
+        assert await backend.eventually(lambda: call_id in backend.abandoned)
         assert len(broker) == 0
         with pytest.raises(InvalidParams, match="finished or expired; send the request again"):
             await broker.resume(client_2026(), retry(result, {"gw-1": {"action": "accept"}}), BINDING)
@@ -229,8 +229,9 @@ async def test_closing_the_broker_cancels_paused_calls() -> None:
         broker = InputBroker()
         input_required(await call_through(broker, conn, client_2026()))
         await broker.aclose()
+        assert len(broker) == 0
         call_id = backend.requests("tools/call")[0].message["id"]
-        await backend.eventually(lambda: call_id in backend.abandoned)
+        assert await backend.eventually(lambda: call_id in backend.abandoned)
 
 
 async def test_a_caller_that_goes_away_while_waiting_cancels_the_backend_call() -> None:
@@ -244,8 +245,10 @@ async def test_a_caller_that_goes_away_while_waiting_cancels_the_backend_call() 
         waiting = asyncio.ensure_future(call_through(broker, conn, client_2026()))
         await asyncio.wait_for(started.wait(), 5)
         waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
         call_id = backend.requests("tools/call")[0].message["id"]
-        await backend.eventually(lambda: call_id in backend.abandoned)
+        assert await backend.eventually(lambda: call_id in backend.abandoned)
 
 
 async def test_a_caller_without_the_capability_is_not_asked_and_the_backend_is_told() -> None:

@@ -144,6 +144,8 @@ class Call:
 
 
 class FakeBackend:
+    """One MCP server for one test, entered with `async with` (see the module docstring)."""
+
     def __init__(
         self,
         handlers: Mapping[str, Handler] | None = None,
