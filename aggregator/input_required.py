@@ -47,10 +47,10 @@ def is_gateway_state(params: Params) -> bool:
 
 @dataclass(slots=True)
 class _Suspended:
-    id: str
     task: asyncio.Task[Message]
     sink: RelaySink
     binding: str
+    id: str = ""  # minted anew each time the call pauses, so an answered requestState cannot be replayed
     asks: dict[str, Ask] = field(default_factory=dict)
     expiry: asyncio.TimerHandle | None = None
 
@@ -95,11 +95,15 @@ class InputBroker:
 
     async def run(self, ctx: CallContext, task: asyncio.Task[Message], sink: RelaySink, binding: str) -> Message | Raw:
         """The backend's response, or an InputRequiredResult (Raw) when it asked something first."""
-        call_id = f"gw-{self.tag}-{next(self._ids)}-{secrets.token_hex(6)}"
-        return await self._wait(ctx.subject, _Suspended(call_id, task, sink, binding))
+        return await self._wait(ctx.subject, _Suspended(task, sink, binding))
 
-    async def resume(self, ctx: CallContext, params: Params, binding: str, *, timeout: float) -> Message | Raw:
-        """Answer a paused call's questions from the client's retry and wait on it again, wherever it is."""
+    async def resume(
+        self, ctx: CallContext, params: Params, binding: str, *, timeout: float | None = None
+    ) -> Message | Raw:
+        """Answer a paused call's questions from the client's retry and wait on it again, wherever it is.
+
+        `timeout` bounds the wait for another replica holding the call (default: the pause's ttl).
+        """
         call_id = await self._verify(msgspec.json.decode(params["requestState"]), binding, ctx.subject)
         answers = bytes(params["inputResponses"]) if "inputResponses" in params else b"{}"
         if self.link is None or self.link.mine(call_id):
@@ -107,7 +111,7 @@ class InputBroker:
         request = _Resume(call_id=call_id, answers=answers, subject=ctx.subject)
         message = LinkMessage(kind="resume", body=msgspec.msgpack.encode(request))
         try:
-            reply = await self.link.request(call_id, message, timeout=timeout)
+            reply = await self.link.request(call_id, message, timeout=self.ttl if timeout is None else timeout)
         except LinkTimeout as exc:
             raise InvalidParams(f"the call of this requestState is out of reach ({exc}); send it again") from None
         outcome = msgspec.msgpack.decode(reply, type=_Outcome)
@@ -166,6 +170,7 @@ class InputBroker:
         return await self._suspend(subject, call)
 
     async def _suspend(self, subject: str | None, call: _Suspended) -> Raw:
+        call.id = f"gw-{self.tag}-{next(self._ids)}-{secrets.token_hex(6)}"  # names this replica
         self._calls[call.id] = call
         call.expiry = asyncio.get_running_loop().call_later(self.ttl, self._expire, call.id)
         requests = {key: {"method": ask.method, "params": _decode_object(ask.params)} for key, ask in call.asks.items()}

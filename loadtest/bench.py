@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from loadtest.report import cpu_seconds, machine, write_block  # noqa: E402
 from loadtest.wrk import WrkResult, die_with_parent, require_wrk, run_wrk  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 GOAL_RATIO, GOAL_ADDED_P50_MS = 0.9, 0.5
 READY_TIMEOUT = 30.0
@@ -127,12 +127,6 @@ def gateway_ready(port: int) -> Callable[[Child], str | None]:
         return f"http://127.0.0.1:{port}/mcp" if state == "up" else None
 
     return check
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def measure(path: str, url: str, tool: str, gateway: Child, backend: Child, args: argparse.Namespace) -> Run:

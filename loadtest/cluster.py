@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from tests.ports import connects, free_port
 
 __all__ = ["LocalCluster", "Process"]
 
@@ -46,18 +47,16 @@ defaults
 frontend mcp
   bind 127.0.0.1:{port}
   default_backend replicas
+frontend stats
+  bind 127.0.0.1:{stats_port}
+  stats enable
+  stats uri /stats
 backend replicas
   balance {balance}
   option httpchk GET /readyz
   http-check expect status 200
 {servers}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -110,6 +109,7 @@ class LocalCluster:
     expect_up: tuple[str, ...] | None = None
     """Backends that must be up on every replica before the cluster counts as ready (default: all)."""
     processes: dict[str, Process] = field(default_factory=dict)
+    stats_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -183,7 +183,7 @@ class LocalCluster:
                 str(self.workdir),
             ],
         )
-        self._wait(lambda: _connects(self.redis_port), "redis-server accepting connections", self.processes["redis"])
+        self._wait(lambda: connects(self.redis_port), "redis-server accepting connections", self.processes["redis"])
 
     def start_replica(self, index: int) -> Process:
         return self._add(
@@ -213,9 +213,12 @@ class LocalCluster:
         )
         balance = "hdr(Mcp-Session-Id)" if self.balance == "session" else self.balance
         config = self.workdir / f"{name}.cfg"
-        config.write_text(_HAPROXY.format(port=port, balance=balance, servers=servers))
+        self.stats_ports[name] = free_port()
+        config.write_text(
+            _HAPROXY.format(port=port, stats_port=self.stats_ports[name], balance=balance, servers=servers)
+        )
         self._add(name, ["haproxy", "-f", str(config), "-db"])
-        self._wait(lambda: _connects(port), f"{name} listening", self.processes[name])
+        self._wait(lambda: connects(port), f"{name} listening", self.processes[name])
         return port
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -226,12 +229,27 @@ class LocalCluster:
                 replica = self.processes[f"replica-{index}"]
                 if not replica.alive():
                     raise RuntimeError(f"{replica.name} exited:\n{replica.tail()}")
-                body = httpx.get(f"{self.replica_url(index)}/readyz", timeout=2).json()
-                if not all(body["backends"].get(n, {}).get("state") == "up" for n in names):
+                response = httpx.get(f"{self.replica_url(index)}/readyz", timeout=2)
+                body = response.json()
+                if response.status_code != 200 or not all(
+                    body["backends"].get(n, {}).get("state") == "up" for n in names
+                ):
                     return False
-            return _connects(self.port)
+            return self.balanced_replicas("haproxy") == self.replicas
 
-        self._wait(ready, "every replica ready with all backends up", None, timeout)
+        self._wait(ready, "every replica ready with all backends up, and in the balancer's rotation", None, timeout)
+
+    def balanced_replicas(self, balancer: str = "haproxy") -> int:
+        """How many replicas the balancer's health checks currently count as up (from its stats page)."""
+        rows = httpx.get(f"http://127.0.0.1:{self.stats_ports[balancer]}/stats;csv", timeout=2).text.splitlines()
+        header = rows[0].lstrip("# ").split(",")
+        name, server, status = header.index("pxname"), header.index("svname"), header.index("status")
+        fields = [row.split(",") for row in rows[1:] if row]
+        return sum(
+            1
+            for row in fields
+            if row[name] == "replicas" and row[server] not in ("BACKEND", "FRONTEND") and row[status].startswith("UP")
+        )
 
     def _wait(self, check, what: str, process: Process | None, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
@@ -274,12 +292,6 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _connects(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main() -> int:

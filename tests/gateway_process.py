@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-from loadtest.cluster import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-__all__ = ["ROOT", "GatewayProcess", "free_port", "run_gateway"]
+__all__ = ["ROOT", "GatewayProcess", "run_gateway"]
 
 
 @dataclass

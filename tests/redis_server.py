@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import redis
 
-from tests.gateway_process import free_port
+from tests.ports import free_port
 
 __all__ = ["RedisServer", "start_redis"]
 

@@ -23,6 +23,17 @@ def gateway() -> Iterator[GatewayProcess]:
         yield process
 
 
+@pytest.fixture(autouse=True)
+def overrides_cleared(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Block overrides a test sets do not outlive it: the module's tests share one gateway."""
+    yield
+    if "gateway" in request.fixturenames:
+        gateway: GatewayProcess = request.getfixturevalue("gateway")
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        for tool in httpx.get(f"{gateway.base}/admin/tools", headers=auth, timeout=5).json()["tools"]:
+            httpx.post(f"{gateway.base}/admin/tools/{tool['name']}/reset", headers=auth, timeout=5).raise_for_status()
+
+
 def tools_cli(gateway: GatewayProcess, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
     env = {**gateway.env, "AGGREGATOR_ADMIN_TOKEN": token or ""}
     return subprocess.run(
@@ -57,6 +68,7 @@ async def test_cli_blocks_and_unblocks_a_tool_at_run_time(gateway: GatewayProces
         result = await client.call_tool("x_tb_kubectl_delete", {"resource": "pods"})
         assert result.content[0].text == "deleted pods"  # type: ignore[union-attr]
     assert tools_cli(gateway, "reset", "x_tb_kubectl_delete").returncode == 0
+    assert "BLOCKED  x_tb_kubectl_delete  (on the default denylist" in tools_cli(gateway, "list").stdout
 
 
 def test_admin_api_is_off_without_a_token() -> None:

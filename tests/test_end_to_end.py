@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -65,6 +66,16 @@ def gateway() -> Iterator[GatewayProcess]:
             ],
         }
         yield stack.enter_context(run_gateway(config))
+
+
+@pytest.fixture(autouse=True)
+def every_backend_up(gateway: GatewayProcess) -> None:
+    """Each test starts with every backend up, whichever test ran before (one crashes a backend)."""
+    gateway.wait_for(
+        lambda r: all(backend["state"] == "up" for backend in r["backends"].values()),
+        timeout=30,
+        what="every backend up",
+    )
 
 
 def text(result: t.CallToolResult) -> str:
@@ -168,15 +179,16 @@ async def test_backend_list_change_reaches_both_eras(gateway: GatewayProcess) ->
         Client(gateway.url, mode="2026-07-28") as modern,
     ):
         await legacy.list_tools()
+        fresh = f"fresh_{uuid.uuid4().hex[:8]}"  # a tool no earlier test (or run) added
         async with modern.listen(tools_list_changed=True) as events:
-            await modern.call_tool("x_beta_add_tool", {"tool": "fresh"})
+            await modern.call_tool("x_beta_add_tool", {"tool": fresh})
             await asyncio.wait_for(anext(aiter(events)), 10)
             await asyncio.wait_for(legacy_seen.wait(), 10)
-        assert "x_beta_fresh" in await names(modern)
-        assert text(await legacy.call_tool("x_beta_fresh", {})) == "fresh from beta"
-        await modern.call_tool("x_beta_remove_tool", {"tool": "fresh"})
+        assert f"x_beta_{fresh}" in await names(modern)
+        assert text(await legacy.call_tool(f"x_beta_{fresh}", {})) == f"{fresh} from beta"
+        await modern.call_tool("x_beta_remove_tool", {"tool": fresh})
         deadline = time.monotonic() + 10
-        while "x_beta_fresh" in await names(legacy):
+        while f"x_beta_{fresh}" in await names(legacy):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
 

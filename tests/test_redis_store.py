@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from shared.records import SessionRecord
 from shared.store.protocols import StoreUnavailable
 from shared.store.redis import open_redis_stores
-from tests.gateway_process import free_port
-from tests.redis_server import RedisServer
+from tests.ports import free_port
+from tests.redis_server import RedisServer, start_redis
 
 
 async def test_two_replicas_share_one_rate_limit(redis_server: RedisServer) -> None:
@@ -34,12 +34,26 @@ async def test_per_session_and_per_user_keys_expire(redis_server: RedisServer) -
     try:
         await stores.sessions.create(SessionRecord(id="s", protocol_version="2025-11-25"), ttl=60)
         await stores.rate_limiter.allow("u", limit=3, window=30)
-        for key in await raw.keys(f"{namespace}:*"):
-            if b":session:" in key or b":rl:" in key:
-                assert 0 < await raw.pttl(key) <= 60_000, key
+        keys = [key for key in await raw.keys(f"{namespace}:*") if b":session:" in key or b":rl:" in key]
+        assert len(keys) == 2, keys
+        for key in keys:
+            assert 0 < await raw.pttl(key) <= 60_000, key
     finally:
         await stores.aclose()
         await raw.aclose()
+
+
+async def test_ping_fails_naming_redis_once_it_went_away() -> None:
+    server = start_redis()
+    stores = await open_redis_stores(server.url, namespace=f"ping-{uuid.uuid4().hex[:6]}", connect_timeout=1)
+    try:
+        await stores.ping()  # live: no error
+        server.stop()
+        with pytest.raises(StoreUnavailable, match=rf"Redis at 127\.0\.0\.1:{server.port}"):
+            await stores.ping()
+    finally:
+        await stores.aclose()
+        server.stop()
 
 
 async def test_unreachable_redis_names_where_and_what_to_do() -> None:

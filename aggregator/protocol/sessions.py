@@ -1,8 +1,9 @@
 """2025-11-25 sessions: the initialize handshake, `Mcp-Session-Id`, records in the SessionStore.
 
 Records live in the store so any replica can serve a session; each replica keeps the records
-it has seen in a small cache and touches the store at most every `touch_interval`, so the
-request path does not wait on the store for every message.
+it has seen in a small cache and reads (and touches) each again at most every `touch_interval`,
+so the request path does not wait on the store for every message and a change made on another
+replica is seen within that interval.
 
 The store may be away, or come back empty (Redis restarted without persistence). A session
 opened while it is away lives on this replica only and is written to the store by `keep`
@@ -58,11 +59,13 @@ class SessionManager:
         idle_timeout: float,
         touch_interval: float | None = None,
         epoch: Epoch | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
         self.touch_interval = touch_interval if touch_interval is not None else min(30.0, idle_timeout / 4)
         self._epoch_of_store = epoch
+        self._clock = clock  # measures how long ago each cached session was last seen in the store
         self.epoch: str | None = None
         """The store's epoch when this replica last looked; a different one means it lost its data."""
         self._cache: dict[str, _Cached] = {}
@@ -95,20 +98,16 @@ class SessionManager:
         unsaved = self._unsaved.get(session_id)
         if unsaved is not None:
             return unsaved
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(session_id)
         if cached is not None and now - cached.checked < self.touch_interval:
             return cached.record
         try:
-            if cached is not None:
-                alive = await self.store.touch(session_id, ttl=self.idle_timeout)
-                if not alive and await self.store_lost_data():
-                    alive = True  # write_back put it back
-                record = cached.record if alive else None
-            else:
-                record = await self.store.get(session_id)
-                if record is not None:
-                    await self.store.touch(session_id, ttl=self.idle_timeout)
+            record = await self.store.get(session_id)  # read again: another replica may have changed it
+            if record is None and cached is not None and await self.store_lost_data():
+                record = cached.record  # the store came back empty; write_back put it back
+            if record is not None:
+                await self.store.touch(session_id, ttl=self.idle_timeout)
         except StoreUnavailable:
             if cached is not None:
                 return cached.record  # degraded: keep serving a session this replica already knows
@@ -149,7 +148,7 @@ class SessionManager:
 
     async def write_back(self) -> None:
         """Put every session this replica served within the idle timeout back into the store."""
-        horizon = time.monotonic() - self.idle_timeout
+        horizon = self._clock() - self.idle_timeout
         recent = [cached.record for cached in self._cache.values() if cached.checked > horizon]
         for record in recent:
             await self.store.create(record, ttl=self.idle_timeout)
@@ -188,7 +187,7 @@ class SessionManager:
     def _remember(self, record: SessionRecord, now: float | None = None) -> None:
         if record.id not in self._cache and len(self._cache) >= _CACHE_LIMIT:
             self._cache.pop(next(iter(self._cache)))
-        self._cache[record.id] = _Cached(record, time.monotonic() if now is None else now)
+        self._cache[record.id] = _Cached(record, self._clock() if now is None else now)
 
 
 def _object(value: msgspec.Raw | None) -> dict[str, Any]:

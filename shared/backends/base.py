@@ -170,6 +170,8 @@ class BackendConnection:
             raise
         finally:
             self._pending.pop(request_id, None)
+            if pending.future.done() and not pending.future.cancelled():
+                pending.future.exception()  # seen: over HTTP the call raised its own error, not awaiting this
             if token is not None:
                 self._progress.pop(token, None)
 

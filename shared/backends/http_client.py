@@ -116,9 +116,13 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
-        if self.response is not None:
-            self.response._finish(WireError(f"the server closed the connection ({exc or 'EOF'})"))
-            self.response = None
+        response, self.response = self.response, None
+        if response is None:
+            return
+        if exc is None and response.head.done() and _ends_at_close(response.headers):
+            response._finish()
+        else:
+            response._finish(WireError(f"the server closed the connection ({exc or 'EOF'})"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -159,10 +163,17 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _ends_at_close(headers: dict[str, str]) -> bool:
+    """A body with neither length nor chunking ends when the server closes the connection (RFC 9112 6.3)."""
+    return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "").lower()
+
+
 class HttpPool:
     """Keep-alive connections to one origin (scheme, host, port)."""
 
-    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, *, headers: Mapping[str, str] | None = None, connect_timeout: float = _CONNECT_TIMEOUT
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -174,6 +185,7 @@ class HttpPool:
         authority = self.host if default_port else f"{self.host}:{self.port}"
         common = {"host": authority, **{k.lower(): v for k, v in (headers or {}).items()}}
         self._common = "".join(f"{k}: {v}\r\n" for k, v in common.items()).encode("latin-1")
+        self.connect_timeout = connect_timeout
         self._idle: list[_Connection] = []
         self._closed = False
 
@@ -217,12 +229,12 @@ class HttpPool:
                 return conn, True
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl),
-                _CONNECT_TIMEOUT,
-            )
+            # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives as the connect completes.
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl)
         except TimeoutError:
-            raise WireError(f"connecting to {self.host}:{self.port} timed out after {_CONNECT_TIMEOUT:.0f}s") from None
+            took = f"{self.connect_timeout:g}s"
+            raise WireError(f"connecting to {self.host}:{self.port} timed out after {took}") from None
         except OSError as exc:
             raise WireError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
         return conn, False

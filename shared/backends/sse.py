@@ -61,12 +61,12 @@ class SseConnection(BackendConnection):
                 finally:
                     response.close()
         except GatewayError as exc:
-            reason = exc.message
+            reason = exc.message.removeprefix(f"backend {self.server!r} ")  # _lose names the backend again
             if not self._endpoint.done():
                 self._endpoint.set_exception(exc)
         if not self._endpoint.done():
             self._endpoint.set_exception(BackendUnavailable(self.server, f"backend {self.server!r} {reason}"))
-        self._lose(reason if reason.startswith("closed") else f"is unreachable: {reason}")
+        self._lose(reason)
 
     def _on_event(self, name: str, data: bytes) -> None:
         if name == "endpoint":

@@ -132,12 +132,13 @@ class StreamableHttpConnection(BackendConnection):
             code = error_from_wire(message.error).code if message is not None and message.error is not UNSET else None
             if code not in _STATELESS_ERRORS:
                 raise NotStateless(f"HTTP {status} without a 2026-07-28 error")
+        if status == 404 and self._session_id is not None and not self.stateless:
+            # Whatever the body says (SDK servers send a JSON-RPC error), 404 means the session is gone.
+            self._lose("ended our session (HTTP 404); reconnecting")
+            raise BackendUnavailable(self.server, f"backend {self.server!r} ended the gateway's session")
         if message is not None:
             message.id = request_id
             return message
-        if status == 404 and self._session_id is not None and not self.stateless:
-            self._lose("ended our session (HTTP 404); reconnecting")
-            raise BackendUnavailable(self.server, f"backend {self.server!r} ended the gateway's session")
         raise unexpected_status(self.server, status, payload)
 
     async def _send_message(self, body: bytes) -> None:

@@ -128,10 +128,6 @@ async def test_event_bus_fans_out_to_every_subscriber(stores: Stores) -> None:
     assert one == two and one.server == "b"
 
 
-async def test_ping_succeeds_on_a_live_store(stores: Stores) -> None:
-    await stores.ping()
-
-
 async def test_message_bus_delivers_to_subscribers_of_that_channel_only(stores: Stores) -> None:
     bus = stores.messages
     async with bus.subscribe("replica:a", "broadcast") as a_inbox, bus.subscribe("replica:b") as b_inbox:
