@@ -30,7 +30,7 @@ from aggregator.calls import CallContext
 from aggregator.relay import Ask, RelaySink
 from aggregator.replica_link import LinkMessage, LinkTimeout, ReplicaLink
 from aggregator.state_seal import StateSeal
-from shared.protocol.errors import InvalidParams
+from shared.protocol.errors import GatewayError, InvalidParams
 from shared.protocol.jsonrpc import Message, Params, decode_message, encode, raw
 from shared.store.memory import MemoryKeyStore
 
@@ -180,7 +180,7 @@ class InputBroker:
     def _expire(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
         if call is not None:
-            call.task.cancel()
+            _abandon(call, f"the client did not answer within {self.ttl:.0f}s")
 
     async def _verify(self, state: Any, binding: str, subject: str | None) -> str:
         """The call id inside a requestState sealed for this request and caller, or InvalidParams."""
@@ -194,10 +194,18 @@ class InputBroker:
 
     async def aclose(self) -> None:
         for call in self._calls.values():
-            call.task.cancel()
+            _abandon(call, "the gateway is stopping")
             if call.expiry is not None:
                 call.expiry.cancel()
         self._calls.clear()
+
+
+def _abandon(call: _Suspended, reason: str) -> None:
+    """Nobody will bring answers: the backend's questions get an error, and its call is cancelled."""
+    for ask in call.asks.values():
+        if not ask.future.done():
+            ask.future.set_exception(GatewayError(f"no answer from the client: {reason}"))
+    call.task.cancel()
 
 
 def _bound(call_id: str, binding: str, subject: str | None) -> str:

@@ -224,6 +224,18 @@ async def test_an_expired_pause_cancels_the_backend_call() -> None:
             await broker.resume(client_2026(), retry(result, {"gw-1": {"action": "accept"}}), BINDING)
 
 
+async def test_an_expired_pause_answers_the_backend_s_question_with_an_error() -> None:
+    async with handshake_backend(asks_to_confirm) as (backend, conn), opened_broker(ttl=0.1) as broker:
+        input_required(await call_through(broker, conn, client_2026()))
+
+        def error_answer() -> dict[str, Any] | None:
+            answers = [r.message for r in backend.received if r.method is None and "error" in r.message]
+            return answers[0] if answers else None
+
+        answer = await backend.eventually(error_answer)
+    assert str(answer["id"]).startswith("ask-") and "no answer from the client" in answer["error"]["message"]
+
+
 async def test_closing_the_broker_cancels_paused_calls() -> None:
     async with handshake_backend(asks_to_confirm) as (backend, conn):
         broker = InputBroker()
