@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import msgspec
 from msgspec import UNSET, Raw
 
+from shared.backends.call_gate import CallGate
 from shared.config import ServerSpec
 from shared.protocol import versions as v
 from shared.protocol.errors import (
@@ -106,6 +107,7 @@ class BackendConnection:
         self._watched: set[str] = set()
         self._answering: dict[RequestId, asyncio.Task[None]] = {}  # backend requests being put to clients
         self._listener: asyncio.Task[None] | None = None
+        self.calls = CallGate(spec.name, max_in_flight=spec.max_in_flight, max_queued=spec.max_queued)
 
     # -- what the rest of the gateway uses --------------------------------------------------
 
@@ -126,13 +128,20 @@ class BackendConnection:
         sink: CallSink | None = None,
         client_meta: Params | None = None,
         client_capabilities: Raw | None = None,
+        control: bool = False,
     ) -> Message:
-        """Send a request stamped for this backend's protocol version; return its response."""
+        """Send a request stamped for this backend's protocol version; return its response.
+
+        `control` marks the gateway's own traffic (discovery, health checks, the notification
+        stream): it skips the maxInFlight gate, so a backend busy with calls never looks dead.
+        """
         outgoing = dict(params) if params else {}
         request_id = next(self._ids)
         token = f"gw-{request_id}" if sink is not None and sink.wants_progress else None
         outgoing["_meta"] = self._stamp_meta(client_meta, token, client_capabilities)
-        return await self.send(method, outgoing, request_id=request_id, timeout=timeout, sink=sink, token=token)
+        return await self.send(
+            method, outgoing, request_id=request_id, timeout=timeout, sink=sink, token=token, control=control
+        )
 
     async def send(
         self,
@@ -143,35 +152,47 @@ class BackendConnection:
         timeout: float | None = None,
         sink: CallSink | None = None,
         token: str | None = None,
+        control: bool = False,
     ) -> Message:
-        """Send params exactly as given (no stamping); used for handshakes and by `request`."""
+        """Send params exactly as given (no stamping); used for handshakes and by `request`.
+
+        Unless `control`, the call holds one of the backend's maxInFlight slots, queueing for one
+        if need be (BackendBusy when the queue is full); its timeout covers the wait and the answer.
+        """
         if not self.alive:
             raise BackendUnavailable(self.server, f"backend {self.server!r} is not connected: {self.lost_reason}")
-        if request_id is None:
-            request_id = next(self._ids)
-        body = encode(
-            Request(id=request_id, method=method, params=Raw(encode(params)) if params is not None else UNSET)
-        )
-        pending = PendingCall(sink)
-        self._pending[request_id] = pending
-        if token is not None and sink is not None:
-            self._progress[token] = sink
         limit = timeout if timeout is not None else self.spec.timeout
+        deadline = asyncio.get_running_loop().time() + limit
+        if not control:
+            await self.calls.enter(deadline)
         try:
-            async with asyncio.timeout(limit):
-                return await self._exchange(request_id, method, params, body, pending)
-        except TimeoutError:
-            self._spawn(self._cancel(request_id, f"timed out after {limit:g}s"))
-            raise BackendTimeout(
-                self.server, f"backend {self.server!r} did not answer {method} within {limit:g}s (its timeout)"
-            ) from None
-        except asyncio.CancelledError:
-            self._spawn(self._cancel(request_id, "the client cancelled the request"))
-            raise
+            if request_id is None:
+                request_id = next(self._ids)
+            body = encode(
+                Request(id=request_id, method=method, params=Raw(encode(params)) if params is not None else UNSET)
+            )
+            pending = PendingCall(sink)
+            self._pending[request_id] = pending
+            if token is not None and sink is not None:
+                self._progress[token] = sink
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await self._exchange(request_id, method, params, body, pending)
+            except TimeoutError:
+                self._spawn(self._cancel(request_id, f"timed out after {limit:g}s"))
+                raise BackendTimeout(
+                    self.server, f"backend {self.server!r} did not answer {method} within {limit:g}s (its timeout)"
+                ) from None
+            except asyncio.CancelledError:
+                self._spawn(self._cancel(request_id, "the client cancelled the request"))
+                raise
+            finally:
+                self._pending.pop(request_id, None)
+                if token is not None:
+                    self._progress.pop(token, None)
         finally:
-            self._pending.pop(request_id, None)
-            if token is not None:
-                self._progress.pop(token, None)
+            if not control:
+                self.calls.leave()
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self._send_message(
@@ -267,7 +288,7 @@ class BackendConnection:
         wanted = self._listen_filter()
         if not wanted:
             return None
-        await self.request("subscriptions/listen", {"notifications": raw(wanted)}, timeout=_FOREVER)
+        await self.request("subscriptions/listen", {"notifications": raw(wanted)}, timeout=_FOREVER, control=True)
         return True
 
     def _dispatch(self, message: Message, via: PendingCall | None = None) -> None:

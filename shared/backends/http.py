@@ -14,9 +14,9 @@ __all__ = ["new_pool", "translate_errors"]
 
 
 def new_pool(spec: ServerSpec) -> HttpPool:
-    """Keep-alive connections to one backend, carrying its configured headers."""
+    """Keep-alive connections to one backend, carrying its configured headers, at most maxConnections of them."""
     assert spec.url is not None
-    return HttpPool(spec.url, headers=spec.headers)
+    return HttpPool(spec.url, headers=spec.headers, max_connections=spec.max_connections)
 
 
 @contextlib.contextmanager
