@@ -12,9 +12,11 @@ and its buffers for as long as it likes. `BoundedHttpToolsProtocol` adds, per co
 - `bodyTimeout`: the body arrives within it once the head did; else 408 and close.
 
 Idle keep-alive connections are closed by uvicorn itself (`timeout_keep_alive`, set from
-`keepAliveTimeout`). One timer per connection covers both deadlines (a head and a body are
-never read at once), armed only when a read leaves one incomplete: a request that arrives in
-one read costs no timer and no task.
+`keepAliveTimeout`); its timer is restarted here when a body ends after its response did.
+
+One timer per connection covers both deadlines (a head and a body are never read at once),
+armed only when a read leaves one incomplete: a request that arrives in one read costs no
+timer and no task.
 
 uvicorn internals relied on (hence the version range in pyproject.toml): the parser callbacks
 `on_message_begin`, `on_headers_complete` and `on_message_complete`, and `data_received`,
@@ -22,7 +24,8 @@ which this class wraps; `self.cycle` (`response_started`, `response_complete`,
 `disconnected`, `message_event`) and `self.pipeline`, to tell whether a response is under
 way (then the connection is only closed, so no answer interleaves with it) and, when the body
 deadline passes, to end the request's cycle so the app sees a disconnect and writes nothing
-after the 408.
+after the 408; the keep-alive timer (`timeout_keep_alive_task`, `_unset_keepalive_if_required`,
+`timeout_keep_alive_handler`).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._reading = _Reading.HEAD
         self._head_bytes = 0
+        self._head_began = False  # a later request's head began inside the current read
         self._timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
@@ -77,11 +81,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        counted = self._reading is _Reading.HEAD  # a head that begins inside this read is counted from the next
+        self._head_began = False
         super().data_received(data)
         if self._reading is _Reading.NOTHING or self.transport.is_closing():
             return
-        if self._reading is _Reading.HEAD and counted:
+        if self._reading is _Reading.HEAD and not self._head_began:  # else counted from the next read
             self._head_bytes += len(data)
             if self._head_bytes > self.settings.max_header_bytes:
                 self._refuse(
@@ -96,6 +100,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # httptools parser callbacks
 
     def on_message_begin(self) -> None:
+        # The first head is counted from the connection's first byte; a later one may begin
+        # after another request's bytes in the same read, which are not its own.
+        self._head_began = self._reading is _Reading.NOTHING
         self._reading = _Reading.HEAD
         self._head_bytes = 0
         super().on_message_begin()
@@ -109,6 +116,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._reading = _Reading.NOTHING
         super().on_message_complete()
+        if self.cycle.response_complete and not self.pipeline and not self.transport.is_closing():
+            # Answered before its body was in (413, say): the body's bytes stopped uvicorn's
+            # keep-alive timer, which only a response starts. Start it, or the connection idles forever.
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     # deadlines
 
