@@ -167,7 +167,7 @@ class _Connection(asyncio.Protocol):
 class HttpPool:
     """Keep-alive connections to one origin (scheme, host, port)."""
 
-    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, max_connections: int = 256) -> None:
+    def __init__(self, url: str, *, max_connections: int, headers: Mapping[str, str] | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
