@@ -60,7 +60,7 @@ class Gateway:
         self.telemetry = telemetry or Telemetry()
         self.closing = asyncio.Event()
         self.registry = ServerRegistry(config.aggregator, config.mcp_servers)
-        self.hub = NotificationHub()
+        self.hub = NotificationHub(max_streams=self.settings.max_streams)
         self.registry.on_change(self.hub.lists_changed)
         self.link = ReplicaLink(stores.messages)
         self.sessions = SessionManager(

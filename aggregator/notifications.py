@@ -3,7 +3,8 @@
 Streams are 2026-07-28 `subscriptions/listen` responses (filtered, tagged with their
 subscription id), 2025-11-25 GET streams and legacy SSE streams (every list change, plus the
 resources the session subscribed to), and the stdio client. A stream that cannot keep up is
-closed rather than allowed to block the others.
+closed rather than allowed to block the others; past `max_streams`, new streams are refused
+(never the open ones dropped).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from msgspec import UNSET, Raw
 
 from shared.protocol import versions as v
+from shared.protocol.errors import TooManyStreams
 from shared.protocol.jsonrpc import Notification, encode, raw
 from shared.protocol.vocabulary import kind_for_key
 
@@ -65,10 +67,14 @@ class Listener:
 
 
 class NotificationHub:
-    def __init__(self) -> None:
+    def __init__(self, *, max_streams: int) -> None:
+        self.max_streams = max_streams
         self._listeners: set[Listener] = set()
 
     def add(self, listener: Listener) -> None:
+        """Deliver to `listener` from now on; TooManyStreams once `max_streams` are open."""
+        if len(self._listeners) >= self.max_streams:
+            raise TooManyStreams(self.max_streams)
         self._listeners.add(listener)
 
     def remove(self, listener: Listener) -> None:

@@ -187,13 +187,16 @@ class SessionStreams:
         link.on("session_ended", self._on_session_ended)
 
     def open(self, session_id: str, subscriptions: Iterable[str] = ()) -> Listener:
-        """This session's stream, from now on on this replica (one per session: a later one replaces it)."""
+        """This session's stream, from now on on this replica (one per session: a later one replaces it).
+
+        TooManyStreams when the replica's cap is reached (replacing a stream is always allowed).
+        """
         previous = self._streams.get(session_id)
         if previous is not None:
             self.close(previous)
         listener = Listener(kinds={"tools", "prompts", "resources"}, uris=set(subscriptions), session_id=session_id)
-        self._streams[session_id] = listener
         self.hub.add(listener)
+        self._streams[session_id] = listener
         return listener
 
     def close(self, listener: Listener) -> None:

@@ -19,6 +19,7 @@ from types import FrameType
 import uvicorn
 
 from aggregator.app import GatewayApp
+from aggregator.http_limits import bounded_protocol
 from shared.config import Config
 from shared.store.factory import open_stores
 from shared.store.protocols import Stores, StoreUnavailable
@@ -73,12 +74,13 @@ async def _serve(config: Config, args: argparse.Namespace, stores: Stores) -> in
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http="auto",
+        http=bounded_protocol(settings),  # httptools, with header/body deadlines and a header size limit
+        ws="none",  # the gateway serves no WebSocket: upgrade requests stay plain HTTP requests
         lifespan="on",
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
-        timeout_keep_alive=30,
+        timeout_keep_alive=settings.keep_alive_timeout,
         proxy_headers=False,
     )
     try:

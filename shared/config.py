@@ -70,6 +70,16 @@ class AggregatorSettings(_Spec, frozen=True):
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    """Seconds for a request's line and headers to arrive (from connecting, or from its first byte)."""
+    body_timeout: float = 30.0
+    """Seconds for a request's body to arrive once its headers did."""
+    keep_alive_timeout: int = 30
+    """Seconds an idle keep-alive connection stays open between requests (whole seconds: uvicorn's unit)."""
+    max_streams: int = 1000
+    """Open client streams per replica: GET, subscriptions/listen and /sse streams together."""
+    max_batch_size: int = 100
     denylist: DenylistSettings = DenylistSettings()
     session_idle_timeout: float = 3600.0
     page_size: int = 500
@@ -95,6 +105,11 @@ class ServerSpec(_Spec, frozen=True):
     tool_prefix: str | None = None
     family: FamilySpec | None = None
     timeout: float = 60.0
+    max_in_flight: int = 128
+    """Calls in flight to this backend per replica; more wait in a queue of `max_queued`."""
+    max_queued: int = 512
+    max_connections: int = 256
+    """Sockets to an HTTP backend per replica (calls, its notification stream, answers to its questions)."""
 
     @property
     def prefix(self) -> str:
@@ -216,6 +231,19 @@ def _check(config: Config, document: Document) -> Iterator[str]:
         yield "$.aggregator.maxBodyBytes: must be at least 1024"
     if agg.page_size < 1:
         yield "$.aggregator.pageSize: must be at least 1"
+    if agg.max_header_bytes < 1024:
+        yield "$.aggregator.maxHeaderBytes: must be at least 1024"
+    for key, seconds in (
+        ("headerTimeout", agg.header_timeout),
+        ("bodyTimeout", agg.body_timeout),
+        ("keepAliveTimeout", agg.keep_alive_timeout),
+    ):
+        if seconds <= 0:
+            yield f"$.aggregator.{key}: must be a positive number of seconds"
+    if agg.max_streams < 1:
+        yield "$.aggregator.maxStreams: must be at least 1"
+    if agg.max_batch_size < 1:
+        yield "$.aggregator.maxBatchSize: must be at least 1"
     seen: dict[str, str] = {}
     for spec, at, name_at in zip(config.mcp_servers, document.server_paths, document.name_paths, strict=True):
         if not _NAME.match(spec.name):
@@ -239,6 +267,12 @@ def _check(config: Config, document: Document) -> Iterator[str]:
                 yield f"{at}.family.instanceArg: {spec.family.instance_arg!r} must be an identifier"
         if spec.timeout <= 0:
             yield f"{at}.timeout: must be a positive number of seconds"
+        if spec.max_in_flight < 1:
+            yield f"{at}.maxInFlight: must be at least 1"
+        if spec.max_queued < 0:
+            yield f"{at}.maxQueued: must be 0 or more"
+        if spec.max_connections < 2:
+            yield f"{at}.maxConnections: must be at least 2 (the backend's notification stream holds one)"
         if spec.name in seen:
             yield f"{name_at}: {spec.name!r} is already used by {seen[spec.name]}"
         seen.setdefault(spec.name, at)

@@ -18,6 +18,13 @@ def test_defaults_are_safe() -> None:
     assert config.aggregator.yolo is False
     assert config.aggregator.prefix == "x"
     assert config.aggregator.max_body_bytes == 4 * 1024 * 1024
+    assert (config.aggregator.header_timeout, config.aggregator.body_timeout) == (10, 30)
+    assert (config.aggregator.max_header_bytes, config.aggregator.max_streams) == (64 * 1024, 1000)
+
+
+def test_every_backend_is_bounded_by_default() -> None:
+    spec = parse_config("mcpServers: [{name: a, type: streamable-http, url: 'http://127.0.0.1:1/mcp'}]").mcp_servers[0]
+    assert (spec.max_in_flight, spec.max_queued, spec.max_connections) == (128, 512, 256)
 
 
 def test_server_fields_follow_muster_names() -> None:
@@ -55,6 +62,18 @@ mcpServers:
             "exposed name segment 'a' is already used by server a",
         ),
         ("aggregator: [", "not valid YAML (line 1"),
+        ("aggregator: {headerTimeout: 0}", "$.aggregator.headerTimeout: must be a positive number of seconds"),
+        ("aggregator: {bodyTimeout: -1}", "$.aggregator.bodyTimeout: must be a positive number of seconds"),
+        ("aggregator: {keepAliveTimeout: 0}", "$.aggregator.keepAliveTimeout: must be a positive number of seconds"),
+        ("aggregator: {maxHeaderBytes: 100}", "$.aggregator.maxHeaderBytes: must be at least 1024"),
+        ("aggregator: {maxStreams: 0}", "$.aggregator.maxStreams: must be at least 1"),
+        ("aggregator: {maxBatchSize: 0}", "$.aggregator.maxBatchSize: must be at least 1"),
+        ("mcpServers: [{name: a, type: stdio, command: x, maxInFlight: 0}]", "$.mcpServers[0].maxInFlight: must be"),
+        ("mcpServers: [{name: a, type: stdio, command: x, maxQueued: -1}]", "$.mcpServers[0].maxQueued: must be 0"),
+        (
+            "mcpServers: [{name: a, type: sse, url: 'http://h/sse', maxConnections: 1}]",
+            "$.mcpServers[0].maxConnections: must be at least 2",
+        ),
     ],
 )
 def test_invalid_config_names_file_field_and_problem(text: str, expected: str) -> None:

@@ -28,7 +28,7 @@ async def pools() -> AsyncIterator[list[HttpPool]]:
 
 
 def pool_for(server: HttpServer, pools: list[HttpPool], headers: dict[str, str] | None = None) -> HttpPool:
-    pool = HttpPool(f"{server.url}/mcp", headers=headers)
+    pool = HttpPool(f"{server.url}/mcp", headers=headers, max_connections=8)
     pools.append(pool)
     return pool
 
@@ -266,7 +266,7 @@ async def test_refused_connection_names_host_and_port(pools: list[HttpPool]) -> 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
-        pool = HttpPool(f"http://127.0.0.1:{port}/mcp")
+        pool = HttpPool(f"http://127.0.0.1:{port}/mcp", max_connections=8)
         pools.append(pool)
         with pytest.raises(WireError, match=f"cannot connect to 127.0.0.1:{port}"):
             await post(pool)
@@ -279,7 +279,7 @@ async def test_connect_timeout_names_host_and_port(pools: list[HttpPool]) -> Non
         port = sock.getsockname()[1]
         filler = socket.create_connection(("127.0.0.1", port))  # fills the accept queue: the next SYN is dropped
         try:
-            pool = HttpPool(f"http://127.0.0.1:{port}/mcp", connect_timeout=0.2)
+            pool = HttpPool(f"http://127.0.0.1:{port}/mcp", max_connections=8, connect_timeout=0.2)
             pools.append(pool)
             with pytest.raises(WireError, match=f"connecting to 127.0.0.1:{port} timed out"):
                 await post(pool)
@@ -289,4 +289,4 @@ async def test_connect_timeout_names_host_and_port(pools: list[HttpPool]) -> Non
 
 def test_only_http_urls_make_a_pool() -> None:
     with pytest.raises(ValueError, match="not an http"):
-        HttpPool("ftp://example.com/mcp")
+        HttpPool("ftp://example.com/mcp", max_connections=8)

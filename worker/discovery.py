@@ -52,7 +52,7 @@ async def _list_all(conn: BackendConnection, method: str, key: str) -> list[dict
     cursor: str | None = None
     for _ in range(_MAX_PAGES):
         params = {"cursor": raw(cursor)} if cursor is not None else None
-        reply = await conn.request(method, params)
+        reply = await conn.request(method, params, control=True)
         if reply.error is not UNSET or reply.result is UNSET:
             error = error_from_wire(reply.error if reply.error is not UNSET else None, who=f"backend {conn.server!r}")
             raise BackendError(conn.server, f"backend {conn.server!r} failed {method}: {error.message}")
@@ -69,7 +69,7 @@ async def _list_all(conn: BackendConnection, method: str, key: str) -> list[dict
 
 async def health_check(conn: BackendConnection, timeout: float) -> None:
     """Raise unless the backend answers: `server/discover` on 2026-07-28 (no ping there), else `ping`."""
-    reply = await conn.request("server/discover" if conn.stateless else "ping", timeout=timeout)
+    reply = await conn.request("server/discover" if conn.stateless else "ping", timeout=timeout, control=True)
     if reply.error is not UNSET:
         error = error_from_wire(reply.error, who=f"backend {conn.server!r}")
         raise BackendError(conn.server, f"backend {conn.server!r} failed its health check: {error.message}")

@@ -35,7 +35,7 @@ from aggregator.transport.http_common import (
     send_error,
 )
 from shared.protocol import versions as v
-from shared.protocol.errors import GatewayError, InvalidRequest
+from shared.protocol.errors import GatewayError, InvalidRequest, TooManyStreams
 from shared.protocol.jsonrpc import Message, Notification, decode_message, encode, error_response
 
 __all__ = ["LegacySseEndpoints"]
@@ -69,7 +69,11 @@ class LegacySseEndpoints:
         """GET /sse: one client's stream, for as long as it stays connected."""
         session_id = f"{self.gateway.link.tag}.{secrets.token_urlsafe(24)}"  # names this replica
         streams = self.gateway.streams
-        listener = streams.open(session_id)
+        try:
+            listener = streams.open(session_id)
+        except TooManyStreams as exc:
+            await send_error(send, exc, status=503)
+            return
         endpoint = f"{scope.get('root_path', '')}/message?session_id={session_id}"
         try:
             await pump(

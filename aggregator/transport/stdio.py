@@ -134,8 +134,8 @@ class StdioServer:
             await self.gateway.server.watch(uri)
         listener = Listener(kinds=wanted.kinds, uris=wanted.uris, subscription_id=raw(request_id))
         listener.deliver("notifications/subscriptions/acknowledged", {"notifications": wanted.granted})
-        self._listens[request_id] = listener
         self.gateway.hub.add(listener)
+        self._listens[request_id] = listener
         self._follow(listener, close=self.gateway.hub.remove)
 
     def _end_listen(self, message: Message) -> bool:

@@ -35,7 +35,14 @@ from aggregator.transport.http_common import (
 )
 from aggregator.transport.post_response import SESSION_HEADER, DisconnectWatch, PostChannel
 from shared.protocol import versions as v
-from shared.protocol.errors import GatewayError, HeaderMismatch, InternalError, InvalidRequest, http_status
+from shared.protocol.errors import (
+    GatewayError,
+    HeaderMismatch,
+    InternalError,
+    InvalidRequest,
+    TooManyStreams,
+    http_status,
+)
 from shared.protocol.jsonrpc import Message, RequestId, ResultResponse, decode_message, encode, error_response, raw
 from shared.records import SessionRecord
 from shared.store.protocols import StoreUnavailable
@@ -269,6 +276,17 @@ class StreamableHttpEndpoint:
                 status=400,
             )
             return
+        limit = self.gateway.settings.max_batch_size
+        if len(messages) > limit:
+            await send_error(
+                send,
+                InvalidRequest(
+                    f"Batch of {len(messages)} messages is larger than {limit} (aggregator.maxBatchSize); "
+                    "send smaller batches"
+                ),
+                status=400,
+            )
+            return
         calls = []
         for message in messages:
             if message.kind == "request":
@@ -307,16 +325,22 @@ class StreamableHttpEndpoint:
             return
         try:
             wanted = parse_listen_filter(params)
-            for uri in sorted(wanted.uris):
-                await self.gateway.server.watch(uri)
         except GatewayError as exc:
             await send_error(send, exc, request_id=request_id, status=http_status(exc.code, 400))
             return
         listener = Listener(kinds=wanted.kinds, uris=wanted.uris, subscription_id=raw(request_id))
+        try:
+            self.gateway.hub.add(listener)  # refused before any backend is asked to watch a resource
+            for uri in sorted(wanted.uris):
+                await self.gateway.server.watch(uri)
+        except GatewayError as exc:
+            self.gateway.hub.remove(listener)
+            status = 503 if isinstance(exc, TooManyStreams) else http_status(exc.code, 400)
+            await send_error(send, exc, request_id=request_id, status=status)
+            return
         listener.deliver("notifications/subscriptions/acknowledged", {"notifications": wanted.granted})
         done = {"resultType": "complete", "_meta": {v.SUBSCRIPTION_ID: request_id}}
         farewell = encode(ResultResponse(id=request_id, result=raw(done)))
-        self.gateway.hub.add(listener)
         try:
             await pump(receive, send, listener, self.gateway.closing, farewell=farewell)
         finally:
@@ -342,7 +366,11 @@ class StreamableHttpEndpoint:
         if session is None:
             await send_error(send, InvalidRequest("Session not found; send initialize again"), status=404)
             return
-        listener = self.streams.open(session_id, session.subscriptions)
+        try:
+            listener = self.streams.open(session_id, session.subscriptions)
+        except TooManyStreams as exc:
+            await send_error(send, exc, status=503)
+            return
         try:
             await pump(receive, send, listener, self.gateway.closing, headers=[(SESSION_HEADER, session_id.encode())])
         finally:

@@ -14,16 +14,17 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, Raw
 
+from shared.backends.call import CallSink, PendingCall, stamp_meta
+from shared.backends.call_gate import CallGate
 from shared.config import ServerSpec
 from shared.protocol import versions as v
 from shared.protocol.errors import (
     METHOD_NOT_FOUND,
-    BackendError,
     BackendTimeout,
     BackendUnavailable,
     GatewayError,
@@ -42,40 +43,18 @@ from shared.protocol.jsonrpc import (
 )
 from shared.protocol.vocabulary import LIST_KINDS
 
-__all__ = ["BackendConnection", "CallSink", "NotificationHandler", "PendingCall", "unexpected_status"]
+__all__ = ["BackendConnection", "NotificationHandler"]
 
 log = logging.getLogger("aggregator.backend")
 
-_GATEWAY_INFO_RAW = raw(v.GATEWAY_INFO)
-_EMPTY_CAPS = raw({})
+NotificationHandler = Callable[["BackendConnection", str, Params], None]
+"""Called with each notification of a backend that belongs to no call (list changes, resource updates)."""
+
 _EMPTY_RESULT = raw({})
 _NO_ROOTS = raw({"roots": []})
 
 _LISTEN_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 _FOREVER = 10 * 365 * 24 * 3600.0
-
-NotificationHandler = Callable[["BackendConnection", str, Params], None]
-
-
-class CallSink(Protocol):
-    """Where a backend's messages about one in-flight call go (the calling client)."""
-
-    wants_progress: bool
-
-    async def notify(self, method: str, params: Params) -> None:
-        """Deliver a request-scoped notification (progress, log message) to the caller."""
-
-    async def ask(self, method: str, params: Raw) -> Raw:
-        """Put a backend's request (sampling, elicitation, roots) to the caller; return its result."""
-
-
-class PendingCall:
-    __slots__ = ("future", "sink")
-
-    def __init__(self, sink: CallSink | None) -> None:
-        self.future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.sink = sink
-
 
 class BackendConnection:
     """Base class: request multiplexing, envelope stamping and message routing."""
@@ -106,6 +85,7 @@ class BackendConnection:
         self._watched: set[str] = set()
         self._answering: dict[RequestId, asyncio.Task[None]] = {}  # backend requests being put to clients
         self._listener: asyncio.Task[None] | None = None
+        self.calls = CallGate(spec.name, max_in_flight=spec.max_in_flight, max_queued=spec.max_queued)
 
     # -- what the rest of the gateway uses --------------------------------------------------
 
@@ -126,13 +106,20 @@ class BackendConnection:
         sink: CallSink | None = None,
         client_meta: Params | None = None,
         client_capabilities: Raw | None = None,
+        control: bool = False,
     ) -> Message:
-        """Send a request stamped for this backend's protocol version; return its response."""
+        """Send a request stamped for this backend's protocol version; return its response.
+
+        `control` marks the gateway's own traffic (discovery, health checks, the notification
+        stream): it skips the maxInFlight gate, so a backend busy with calls never looks dead.
+        """
         outgoing = dict(params) if params else {}
         request_id = next(self._ids)
         token = f"gw-{request_id}" if sink is not None and sink.wants_progress else None
-        outgoing["_meta"] = self._stamp_meta(client_meta, token, client_capabilities)
-        return await self.send(method, outgoing, request_id=request_id, timeout=timeout, sink=sink, token=token)
+        outgoing["_meta"] = stamp_meta(self.protocol_version, client_meta, token, client_capabilities)
+        return await self.send(
+            method, outgoing, request_id=request_id, timeout=timeout, sink=sink, token=token, control=control
+        )
 
     async def send(
         self,
@@ -143,37 +130,49 @@ class BackendConnection:
         timeout: float | None = None,
         sink: CallSink | None = None,
         token: str | None = None,
+        control: bool = False,
     ) -> Message:
-        """Send params exactly as given (no stamping); used for handshakes and by `request`."""
+        """Send params exactly as given (no stamping); used for handshakes and by `request`.
+
+        Unless `control`, the call holds one of the backend's maxInFlight slots, queueing for one
+        if need be (BackendBusy when the queue is full); its timeout covers the wait and the answer.
+        """
         if not self.alive:
             raise BackendUnavailable(self.server, f"backend {self.server!r} is not connected: {self.lost_reason}")
-        if request_id is None:
-            request_id = next(self._ids)
-        body = encode(
-            Request(id=request_id, method=method, params=Raw(encode(params)) if params is not None else UNSET)
-        )
-        pending = PendingCall(sink)
-        self._pending[request_id] = pending
-        if token is not None and sink is not None:
-            self._progress[token] = sink
         limit = timeout if timeout is not None else self.spec.timeout
+        deadline = asyncio.get_running_loop().time() + limit
+        if not control:
+            await self.calls.enter(deadline)
         try:
-            async with asyncio.timeout(limit):
-                return await self._exchange(request_id, method, params, body, pending)
-        except TimeoutError:
-            self._spawn(self._cancel(request_id, f"timed out after {limit:g}s"))
-            raise BackendTimeout(
-                self.server, f"backend {self.server!r} did not answer {method} within {limit:g}s (its timeout)"
-            ) from None
-        except asyncio.CancelledError:
-            self._spawn(self._cancel(request_id, "the client cancelled the request"))
-            raise
+            if request_id is None:
+                request_id = next(self._ids)
+            body = encode(
+                Request(id=request_id, method=method, params=Raw(encode(params)) if params is not None else UNSET)
+            )
+            pending = PendingCall(sink)
+            self._pending[request_id] = pending
+            if token is not None and sink is not None:
+                self._progress[token] = sink
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await self._exchange(request_id, method, params, body, pending)
+            except TimeoutError:
+                self._spawn(self._cancel(request_id, f"timed out after {limit:g}s"))
+                raise BackendTimeout(
+                    self.server, f"backend {self.server!r} did not answer {method} within {limit:g}s (its timeout)"
+                ) from None
+            except asyncio.CancelledError:
+                self._spawn(self._cancel(request_id, "the client cancelled the request"))
+                raise
+            finally:
+                self._pending.pop(request_id, None)
+                if pending.future.done() and not pending.future.cancelled():
+                    pending.future.exception()  # seen: over HTTP the call raised its own error, not awaiting this
+                if token is not None:
+                    self._progress.pop(token, None)
         finally:
-            self._pending.pop(request_id, None)
-            if pending.future.done() and not pending.future.cancelled():
-                pending.future.exception()  # seen: over HTTP the call raised its own error, not awaiting this
-            if token is not None:
-                self._progress.pop(token, None)
+            if not control:
+                self.calls.leave()
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self._send_message(
@@ -269,7 +268,7 @@ class BackendConnection:
         wanted = self._listen_filter()
         if not wanted:
             return None
-        await self.request("subscriptions/listen", {"notifications": raw(wanted)}, timeout=_FOREVER)
+        await self.request("subscriptions/listen", {"notifications": raw(wanted)}, timeout=_FOREVER, control=True)
         return True
 
     def _dispatch(self, message: Message, via: PendingCall | None = None) -> None:
@@ -308,22 +307,6 @@ class BackendConnection:
         task.add_done_callback(self._tasks.discard)
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _stamp_meta(self, client_meta: Params | None, token: str | None, client_capabilities: Raw | None) -> Raw:
-        meta: dict[str, Raw] = {}
-        if client_meta:
-            for key, value in client_meta.items():
-                if key != v.PROGRESS_TOKEN and not key.startswith(v.RESERVED_META_PREFIX):
-                    meta[key] = value
-            if self.stateless and v.LOG_LEVEL in client_meta:
-                meta[v.LOG_LEVEL] = client_meta[v.LOG_LEVEL]
-        if token is not None:
-            meta[v.PROGRESS_TOKEN] = raw(token)
-        if self.stateless:
-            meta[v.PROTOCOL_VERSION] = raw(self.protocol_version)
-            meta[v.CLIENT_INFO] = _GATEWAY_INFO_RAW
-            meta[v.CLIENT_CAPABILITIES] = client_capabilities or _EMPTY_CAPS
-        return Raw(encode(meta))
 
     def _on_backend_notification(self, message: Message, via: PendingCall | None) -> None:
         method = message.method
@@ -390,8 +373,3 @@ class BackendConnection:
         except (GatewayError, OSError) as exc:
             log.warning("could not deliver the answer to %s to backend %s: %s", method, self.server, exc)
 
-
-def unexpected_status(server: str, status: int, body: bytes) -> BackendError:
-    """A BackendError for an HTTP answer that is neither JSON-RPC nor success."""
-    text = body[:200].decode("utf-8", "replace").strip()
-    return BackendError(server, f"backend {server!r} answered HTTP {status}" + (f": {text}" if text else ""))

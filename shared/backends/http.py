@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 from shared.backends.http_client import HttpPool, WireError
 from shared.config import ServerSpec
-from shared.protocol.errors import BackendUnavailable
+from shared.protocol.errors import BackendError, BackendUnavailable
 from shared.redact import redact_url
 
-__all__ = ["new_pool", "translate_errors"]
+__all__ = ["new_pool", "translate_errors", "unexpected_status"]
 
 
 def new_pool(spec: ServerSpec) -> HttpPool:
-    """Keep-alive connections to one backend, carrying its configured headers."""
+    """Keep-alive connections to one backend, carrying its configured headers, at most maxConnections of them."""
     assert spec.url is not None
-    return HttpPool(spec.url, headers=spec.headers)
+    return HttpPool(spec.url, headers=spec.headers, max_connections=spec.max_connections)
 
 
 @contextlib.contextmanager
@@ -27,3 +27,9 @@ def translate_errors(server: str, url: str | None) -> Iterator[None]:
     except (WireError, OSError) as exc:
         shown = redact_url(url or "")
         raise BackendUnavailable(server, f"backend {server!r} is unreachable at {shown}: {exc}") from exc
+
+
+def unexpected_status(server: str, status: int, body: bytes) -> BackendError:
+    """A BackendError for an HTTP answer that is neither JSON-RPC nor success."""
+    text = body[:200].decode("utf-8", "replace").strip()
+    return BackendError(server, f"backend {server!r} answered HTTP {status}" + (f": {text}" if text else ""))

@@ -8,6 +8,10 @@ them alive. Parsing is httptools (llhttp), the parser uvicorn uses.
 
 A request that fails on a reused connection before any response byte arrived is retried once
 on a fresh connection: the server may have closed the idle connection as we wrote to it.
+
+A pool never holds more than `max_connections` sockets: past that, a request waits (in
+arrival order) for a connection to come back idle or to close. Its caller's timeout bounds
+the wait.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
         self.alive = True
+        self.holds_slot = True  # one of the pool's max_connections, from before connecting until closed
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,12 +122,12 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
         response, self.response = self.response, None
-        if response is None:
-            return
-        if exc is None and response.head.done() and _ends_at_close(response.headers):
-            response._finish()
-        else:
-            response._finish(WireError(f"the server closed the connection ({exc or 'EOF'})"))
+        if response is not None:
+            if exc is None and response.head.done() and _ends_at_close(response.headers):
+                response._finish()
+            else:
+                response._finish(WireError(f"the server closed the connection ({exc or 'EOF'})"))
+        self.pool._closed(self)
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -172,7 +177,12 @@ class HttpPool:
     """Keep-alive connections to one origin (scheme, host, port)."""
 
     def __init__(
-        self, url: str, *, headers: Mapping[str, str] | None = None, connect_timeout: float = _CONNECT_TIMEOUT
+        self,
+        url: str,
+        *,
+        max_connections: int,
+        headers: Mapping[str, str] | None = None,
+        connect_timeout: float = _CONNECT_TIMEOUT,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -187,7 +197,10 @@ class HttpPool:
         self._common = "".join(f"{k}: {v}\r\n" for k, v in common.items()).encode("latin-1")
         self.connect_timeout = connect_timeout
         self._idle: list[_Connection] = []
-        self._closed = False
+        self._closing = False
+        self.max_connections = max_connections
+        self._open = 0
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
 
     def encode_headers(self, headers: Mapping[str, str]) -> bytes:
         """Request headers as wire bytes (cache the result for headers that repeat)."""
@@ -217,30 +230,89 @@ class HttpPool:
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        self._closed = True
+        self._closing = True
         for conn in self._idle:
             conn._close()
         self._idle.clear()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(WireError(f"the pool for {self.host}:{self.port} was closed"))
 
     async def _checkout(self) -> tuple[_Connection, bool]:
         while self._idle:
             conn = self._idle.pop()
             if conn.alive and conn.transport is not None and not conn.transport.is_closing():
                 return conn, True
+        if self._open < self.max_connections:
+            self._open += 1
+        else:
+            handed = await self._wait_for_turn()
+            if handed is not None:
+                return handed, True
+            # else a closed connection's slot was handed to us
+        return await self._connect(), False
+
+    async def _wait_for_turn(self) -> _Connection | None:
+        """Wait for an idle connection (returned) or a free slot (None), in arrival order."""
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if not waiter.cancelled():  # handed over just as the caller gave up: pass it on
+                handed = waiter.result()
+                if handed is None:
+                    self._free_slot()
+                else:
+                    self._release(handed)
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    async def _connect(self) -> _Connection:
+        """A new connection in a slot already counted in `_open`; the slot is freed if connecting fails."""
+        conn = _Connection(self)
         loop = asyncio.get_running_loop()
         try:
             # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives as the connect completes.
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl)
-        except TimeoutError:
-            took = f"{self.connect_timeout:g}s"
-            raise WireError(f"connecting to {self.host}:{self.port} timed out after {took}") from None
-        except OSError as exc:
-            raise WireError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
-        return conn, False
+                await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl)
+        except BaseException as exc:
+            self._closed(conn)
+            if isinstance(exc, TimeoutError):
+                took = f"{self.connect_timeout:g}s"
+                raise WireError(f"connecting to {self.host}:{self.port} timed out after {took}") from None
+            if isinstance(exc, OSError):
+                raise WireError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise
+        return conn
 
     def _release(self, conn: _Connection) -> None:
-        if self._closed or len(self._idle) >= _MAX_IDLE:
+        """A connection done with its response: to the first waiter, else idle (or closed)."""
+        if self._closing:
+            conn._close()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if len(self._idle) >= _MAX_IDLE:
             conn._close()
         else:
             self._idle.append(conn)
+
+    def _closed(self, conn: _Connection) -> None:
+        """The connection's socket is gone (or never came): its slot goes to a waiter or back to the pool."""
+        if conn.holds_slot:
+            conn.holds_slot = False
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot stays counted: the waiter opens a connection in it
+                return
+        self._open -= 1

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urljoin, urlsplit
 
-from shared.backends.base import BackendConnection, unexpected_status
-from shared.backends.http import new_pool, translate_errors
+from shared.backends.base import BackendConnection
+from shared.backends.http import new_pool, translate_errors, unexpected_status
 from shared.backends.http_client import HttpPool
 from shared.backends.sse_events import iter_events
 from shared.protocol.errors import BackendUnavailable, GatewayError

@@ -17,8 +17,9 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from shared.backends.base import BackendConnection, PendingCall, unexpected_status
-from shared.backends.http import new_pool, translate_errors
+from shared.backends.base import BackendConnection
+from shared.backends.call import PendingCall
+from shared.backends.http import new_pool, translate_errors, unexpected_status
 from shared.backends.http_client import HttpPool, Response, WireError
 from shared.backends.negotiate import NotStateless
 from shared.backends.sse_events import iter_events

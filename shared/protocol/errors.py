@@ -12,9 +12,11 @@ wire error with `error_body`, and picks the HTTP status with `http_status`.
     │   ├── ToolBlocked              denylisted; says how to allow it
     │   └── InvalidCursor
     ├── InternalError            -32603
+    │   └── TooManyStreams           this replica holds aggregator.maxStreams streams already
     ├── BackendError             -32603  a backend failed; names the server
     │   ├── BackendUnavailable       not connected (yet), or died mid-call
-    │   └── BackendTimeout           no answer within the server's timeout
+    │   ├── BackendTimeout           no answer within the server's timeout
+    │   └── BackendBusy              maxInFlight calls running and maxQueued waiting
     ├── HeaderMismatch           -32020  HTTP headers disagree with the body
     ├── MissingClientCapability  -32021
     └── UnsupportedProtocolVersion -32022
@@ -35,6 +37,7 @@ __all__ = [
     "MISSING_CLIENT_CAPABILITY",
     "PARSE_ERROR",
     "UNSUPPORTED_PROTOCOL_VERSION",
+    "BackendBusy",
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
@@ -47,6 +50,7 @@ __all__ = [
     "MethodNotFound",
     "MissingClientCapability",
     "ParseError",
+    "TooManyStreams",
     "ToolBlocked",
     "UnknownTool",
     "UnsupportedProtocolVersion",
@@ -131,6 +135,16 @@ class InternalError(GatewayError):
     code = INTERNAL_ERROR
 
 
+class TooManyStreams(InternalError):
+    """A new client stream would pass the replica's cap; open ones are never dropped for it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Too many open streams: this replica holds {limit} already (aggregator.maxStreams); "
+            "retry shortly, close streams you no longer need, or raise the limit"
+        )
+
+
 class BackendError(GatewayError):
     code = INTERNAL_ERROR
 
@@ -145,6 +159,10 @@ class BackendUnavailable(BackendError):
 
 class BackendTimeout(BackendError):
     pass
+
+
+class BackendBusy(BackendError):
+    """The backend's call slots and its wait queue are full, or no slot came free in time."""
 
 
 class HeaderMismatch(GatewayError):

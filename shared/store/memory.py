@@ -34,16 +34,30 @@ K = TypeVar("K")
 V = TypeVar("V")
 S = TypeVar("S", bound=msgspec.Struct)
 
+_SWEEP_FLOOR = 1024
+"""Writes between sweeps at least, so a small store is not swept on every write."""
+
 
 class _Expiring(Generic[K, V]):
-    """A dict whose entries may carry a deadline; expired entries read as missing."""
+    """A dict whose entries may carry a deadline; expired entries read as missing and are swept.
+
+    An entry nobody reads again is dropped by a sweep over all entries, which runs once the
+    writes since the last sweep outnumber the entries it kept (and `_SWEEP_FLOOR`): each write
+    pays O(1) on average, and the dict holds at most what the last sweep kept plus as many
+    again (or `_SWEEP_FLOOR`).
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._items: dict[K, tuple[V, float | None]] = {}
+        self._writes = 0
+        self._kept = 0
 
     def set(self, key: K, value: V, ttl: float | None) -> None:
         self._items[key] = (value, None if ttl is None else self._clock() + ttl)
+        self._writes += 1
+        if self._writes > self._kept and self._writes > _SWEEP_FLOOR:
+            self._sweep()
 
     def get(self, key: K) -> V | None:
         item = self._items.get(key)
@@ -63,6 +77,15 @@ class _Expiring(Generic[K, V]):
     def live_keys(self) -> list[K]:
         return [k for k in list(self._items) if self.get(k) is not None]
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        self._items = {key: item for key, item in self._items.items() if item[1] is None or item[1] > now}
+        self._kept = len(self._items)
+        self._writes = 0
+
 
 class MemoryCapabilityStore:
     def __init__(self, clock: Clock = time.monotonic) -> None:
@@ -81,6 +104,10 @@ class MemoryCapabilityStore:
 
     async def delete(self, server: str, *, scope: str = GLOBAL_SCOPE) -> None:
         self._data.pop((scope, server))
+
+    def __len__(self) -> int:
+        """Records held, expired ones not yet swept included."""
+        return len(self._data)
 
 
 class MemorySessionStore:
@@ -103,6 +130,10 @@ class MemorySessionStore:
 
     async def delete(self, session_id: str) -> bool:
         return self._data.pop(session_id) is not None
+
+    def __len__(self) -> int:
+        """Sessions held, expired ones not yet swept included."""
+        return len(self._data)
 
 
 class MemoryBlockStore:
