@@ -4,9 +4,12 @@ Params are decoded one level deep into `dict[str, Raw]`: the gateway reads the f
 routes on (`name`, `uri`, `_meta`) and re-emits every other member as the bytes it received,
 so tool arguments and results are never re-validated on the way through.
 
-What msgspec leaves unchecked in those bytes is checked here, once per body, so that any later
-decode of a member cannot fail for it: the body must be UTF-8 (msgspec validates the strings it
-decodes, not those it keeps as Raw) and nest at most `MAX_DEPTH` arrays and objects deep.
+What msgspec leaves unchecked in those bytes is checked here, once per body, so that a later
+decode of a member cannot fail on them: the body must be UTF-8 (msgspec validates the strings it
+decodes, not those it keeps as Raw) and nest at most `MAX_DEPTH` arrays and objects deep. A later
+decode can still find a member of the wrong type, or a number beyond a float (`1e999` is JSON):
+decode members typed (`param_str`, a `dict[str, Any]` decoder) and turn ValidationError into
+InvalidParams.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ encode = msgspec.json.Encoder().encode
 
 _OBJECT, _ARRAY = ord("{"), ord("[")
 _OPENERS = (_OBJECT, _ARRAY)
+_ALL_BUT_OPENERS = bytes(byte for byte in range(256) if byte not in _OPENERS)  # translate() keeps only [ and {
 _TOO_DEEP = f"Parse error: the JSON nests arrays and objects deeper than {MAX_DEPTH} levels; send flatter params"
 
 
@@ -115,7 +119,7 @@ def decode_message(body: bytes, *, allow_batch: bool = False) -> Message | list[
             raise ParseError(f"Parse error: the body is not valid UTF-8 (byte {exc.start})") from None
     try:
         decoded = _decode(body, allow_batch)
-        if body.count(b"[") + body.count(b"{") > MAX_DEPTH:  # else it cannot nest deeper (most bodies)
+        if len(body.translate(None, _ALL_BUT_OPENERS)) > MAX_DEPTH:  # else it cannot nest deeper (most bodies)
             if isinstance(decoded, list):
                 for message in decoded:
                     _check_depth(message, MAX_DEPTH - 2)  # the batch and the message are two levels
@@ -165,21 +169,21 @@ def _check_json(body: bytes) -> None:
 def _check_depth(message: Message, levels: int) -> None:
     """ParseError when a member of `message` nests more than `levels` arrays and objects deep.
 
-    A value shorter than 2n bytes cannot nest n levels, so nearly every member passes on its length;
-    a longer array or object is split one level (msgspec keeps its members as Raw) and they are checked.
+    Level by level: a value shorter than 2n bytes cannot nest n levels, so most values drop out on
+    their length; each longer array or object is split one level (msgspec keeps its members Raw).
     """
-    pending = [(member, levels) for member in (message.params, message.result, message.error) if member is not UNSET]
-    while pending:
-        value, left = pending.pop()
-        if len(value) <= 2 * left + 1:
-            continue
-        first = memoryview(value)[0]
-        if first not in _OPENERS:
-            continue
-        if left == 0:
-            raise ParseError(_TOO_DEEP)
-        members = _params_decoder.decode(value).values() if first == _OBJECT else _items_decoder.decode(value)
-        pending.extend((member, left - 1) for member in members)
+    values = [member for member in (message.params, message.result, message.error) if member is not UNSET]
+    while values:
+        inner: list[Raw] = []
+        for value in values:
+            first = memoryview(value)[0]
+            if first not in _OPENERS:
+                continue
+            if levels == 0:
+                raise ParseError(_TOO_DEEP)
+            inner.extend(_params_decoder.decode(value).values() if first == _OBJECT else _items_decoder.decode(value))
+        levels -= 1
+        values = [value for value in inner if len(value) > 2 * levels + 1]
 
 
 def _validate(message: Message) -> None:
