@@ -41,6 +41,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if leftovers:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_sep("=", "temporary files left behind", red=True)
             reporter.write_line(f"each helper must remove what it creates; left: {', '.join(leftovers)}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

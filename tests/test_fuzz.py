@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.protocol.vocabulary import NAMED_METHODS
 from tests.gateway_process import GatewayProcess, StdioGatewayProcess, run_gateway, run_stdio_gateway
 from tests.mutator import Headers, Mutator
 
@@ -90,7 +91,6 @@ SESSION_SEEDS = [
     {"jsonrpc": "2.0", "id": "gw-x-1", "result": {"content": []}},
     {"jsonrpc": "2.0", "id": 5, "error": {"code": -1, "message": "no"}},
 ]
-NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 ALTERNATIVES = {
     "content-type": ["text/plain", "application/json; charset=utf-8", "APPLICATION/JSON", "application/jsonx", ""],
     "accept": ["text/html", "*/*", "application/json", "text/event-stream", ""],
@@ -218,7 +218,7 @@ class HttpFuzz:
     def modern_post(self) -> None:
         seed = self.mutate.choice(MODERN_SEEDS)
         headers = [*JSON_HEADERS, ("mcp-protocol-version", MODERN), ("mcp-method", seed.get("method", ""))]
-        if (key := NAMED.get(seed.get("method", ""))) is not None:
+        if (key := NAMED_METHODS.get(seed.get("method", ""))) is not None:
             headers.append(("mcp-name", seed["params"][key]))
         body = self.mutate.body(seed, batch_with=MODERN_SEEDS)
         self.send("POST /mcp (2026-07-28)", "POST", self.gateway.url, self.mutate.headers(headers, ALTERNATIVES), body)
