@@ -412,3 +412,15 @@ def test_stdio_answers_each_bad_line_with_a_parse_error_and_goes_on() -> None:
             assert json.loads(answers[0])["error"]["code"] == -32700, answers
             assert "result" in json.loads(answers[-1])
         assert "Traceback" not in gateway.log()
+
+
+def test_a_cursor_that_decodes_to_deeply_nested_json_is_an_invalid_cursor(gateway: GatewayProcess) -> None:
+    import base64
+
+    cursor = base64.urlsafe_b64encode(nested(1000)).decode()
+    body = {"jsonrpc": "2.0", "id": 23, "method": "tools/list", "params": {"cursor": cursor, "_meta": META}}
+    response = post(gateway, body, stateless_headers("tools/list"))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == -32602 and "Invalid cursor" in error["message"]
+    assert "Traceback" not in gateway.log()
