@@ -20,6 +20,8 @@ from shared.records import SessionRecord
 
 __all__ = ["CallContext", "ClientChannel", "session_call", "stateless_call"]
 
+_capabilities_decoder = msgspec.json.Decoder(dict[str, Any])
+
 
 class ClientChannel(Protocol):
     """How the gateway reaches the client while one request is in progress."""
@@ -56,8 +58,10 @@ class CallContext:
             if self.session is not None:
                 self._capabilities = self.session.client_capabilities
             elif self.client_capabilities_raw is not None:
-                decoded = msgspec.json.decode(self.client_capabilities_raw)
-                self._capabilities = decoded if isinstance(decoded, dict) else {}
+                try:  # read only when a backend asks the client something: not on the forwarding path
+                    self._capabilities = _capabilities_decoder.decode(self.client_capabilities_raw)
+                except msgspec.MsgspecError:
+                    self._capabilities = {}  # not an object (or numbers beyond a float): it declared nothing usable
             else:
                 self._capabilities = {}
         return self._capabilities

@@ -169,5 +169,5 @@ def _decode_cursor(cursor: str, kind: str) -> int:
         if payload["k"] != kind or not isinstance(payload["o"], int) or payload["o"] < 0:
             raise ValueError
         return payload["o"]
-    except (ValueError, KeyError, TypeError, msgspec.DecodeError):
+    except (ValueError, KeyError, TypeError, RecursionError, msgspec.DecodeError):
         raise InvalidCursor(f"Invalid cursor for {kind}: {cursor!r} (start again without a cursor)") from None

@@ -103,7 +103,8 @@ class LocalCluster:
     balance: str = "roundrobin"
     port: int = 0
     lock_ttl: float = 3.0
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cluster-")))
+    workdir: Path = field(init=False, default_factory=lambda: Path(tempfile.mkdtemp(prefix="cluster-")))
+    """Configs, logs and Redis's folder; the cluster's own, removed when it exits."""
     log_level: str = "info"
     env: dict[str, str] = field(default_factory=dict)
     expect_up: tuple[str, ...] | None = None
@@ -286,12 +287,13 @@ class LocalCluster:
         try:
             self.start()
         except BaseException:
-            self.stop()
+            self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def main() -> int:
@@ -309,7 +311,10 @@ def main() -> int:
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
     cluster = LocalCluster(config, replicas=args.replicas, workers=args.workers, balance=args.balance, port=args.port)
-    print(f"starting {args.replicas} replicas, {args.workers} worker(s), redis and haproxy (logs in {cluster.workdir})")
+    print(
+        f"starting {args.replicas} replicas, {args.workers} worker(s), redis and haproxy "
+        f"(logs in {cluster.workdir} until it stops)"
+    )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops everything too
     with contextlib.suppress(KeyboardInterrupt), cluster:  # whenever it comes, Ctrl-C stops it all
         for index in range(args.replicas):

@@ -1,4 +1,7 @@
-"""A private redis-server for the test suite, on a free port (never the machine's own)."""
+"""A private redis-server for the test suite, on a free port (never the machine's own).
+
+It runs in a temporary folder of its own (nothing is persisted there), removed when it stops.
+"""
 
 from __future__ import annotations
 
@@ -33,12 +36,13 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart(self) -> None:
         """Stop and start again on the same port (its data is gone: nothing is persisted)."""
         self.stop()
         started = start_redis(self.port)
-        self.process = started.process
+        self.process, self.workdir = started.process, started.workdir
 
 
 def start_redis(port: int | None = None) -> RedisServer:
@@ -52,16 +56,21 @@ def start_redis(port: int | None = None) -> RedisServer:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    server = RedisServer(process, port, workdir)
     client = redis.Redis(port=port, socket_connect_timeout=0.2)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            client.ping()
-            client.close()
-            return RedisServer(process, port, workdir)
-        except redis.ConnectionError:
-            if process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {process.returncode} on port {port}") from None
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"redis-server did not answer on port {port} within 10s")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return server
+            except redis.ConnectionError:
+                if process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with code {process.returncode} on port {port}") from None
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not answer on port {port} within 10s")
+    except BaseException:
+        server.stop()
+        raise
+    finally:
+        client.close()

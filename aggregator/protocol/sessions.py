@@ -25,7 +25,7 @@ import msgspec
 
 from shared.protocol import versions as v
 from shared.protocol.errors import InvalidParams
-from shared.protocol.jsonrpc import Params, decode_params
+from shared.protocol.jsonrpc import Params, param_str
 from shared.records import SessionRecord
 from shared.store.protocols import SessionStore, StoreUnavailable
 
@@ -35,6 +35,7 @@ log = logging.getLogger("aggregator.sessions")
 
 _CACHE_LIMIT = 10_000
 _RETRY_UNSAVED = 1.0  # seconds between attempts to write sessions opened while the store was away
+_object_decoder = msgspec.json.Decoder(dict[str, Any])
 
 Epoch = Callable[[], Awaitable[str]]
 
@@ -79,14 +80,12 @@ class SessionManager:
 
     async def create(self, params: Params, subject: str | None = None, session_id: str | None = None) -> SessionRecord:
         """A new session from initialize params (>= 128 random bits in its id)."""
-        requested = msgspec.json.decode(params["protocolVersion"]) if "protocolVersion" in params else None
-        if requested is None:
-            raise InvalidParams("Invalid params: initialize needs protocolVersion")
+        requested = param_str(params, "protocolVersion")
         record = SessionRecord(
             id=session_id or secrets.token_urlsafe(24),
             protocol_version=negotiate_version(requested),
-            client_capabilities=_object(params.get("capabilities")),
-            client_info=_object(params.get("clientInfo")),
+            client_capabilities=_object(params, "capabilities"),
+            client_info=_object(params, "clientInfo"),
             subject=subject,
             created_at=time.time(),
         )
@@ -190,8 +189,10 @@ class SessionManager:
         self._cache[record.id] = _Cached(record, self._clock() if now is None else now)
 
 
-def _object(value: msgspec.Raw | None) -> dict[str, Any]:
-    if value is None:
+def _object(params: Params, key: str) -> dict[str, Any]:
+    if key not in params:
         return {}
-    decoded = decode_params(value)
-    return {key: msgspec.json.decode(item) for key, item in decoded.items()}
+    try:
+        return _object_decoder.decode(params[key])
+    except msgspec.ValidationError as exc:
+        raise InvalidParams(f"Invalid params: {key} must be a JSON object ({exc})") from None

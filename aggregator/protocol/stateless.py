@@ -15,13 +15,14 @@ from msgspec import Raw
 
 from shared.protocol import versions as v
 from shared.protocol.errors import HeaderMismatch, InvalidParams, UnsupportedProtocolVersion
-from shared.protocol.jsonrpc import Params, decode_params
+from shared.protocol.jsonrpc import Params, decode_params, param_str
 from shared.protocol.vocabulary import LIST_KINDS, LOG_LEVELS, NAMED_METHODS, decode_header_value
 
 __all__ = ["SUPPORTED_VERSIONS", "ListenFilter", "StatelessEnvelope", "parse", "parse_listen_filter"]
 
 SUPPORTED_VERSIONS = [*v.STATELESS_VERSIONS, *v.HANDSHAKE_VERSIONS]
 _LIST_FLAGS = {kind.listen_flag: kind.key for kind in LIST_KINDS if kind.key != "resourceTemplates"}
+_object_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass(slots=True)
@@ -41,15 +42,14 @@ def parse(method: str, params: Params, headers: Mapping[str, str] | None) -> Sta
             "a 2025-11-25 client must send initialize first)",
             {"missing": missing},
         )
-    version = msgspec.json.decode(meta[v.PROTOCOL_VERSION])
-    if not isinstance(version, str):
-        raise InvalidParams(f"Invalid params: _meta {v.PROTOCOL_VERSION} must be a string")
+    version = param_str(meta, v.PROTOCOL_VERSION)
+    assert version is not None
     if headers is not None:
         _check_headers(method, params, version, headers)
     if version not in v.STATELESS_VERSIONS:
         raise UnsupportedProtocolVersion(version, SUPPORTED_VERSIONS)
-    level = meta.get(v.LOG_LEVEL)
-    if level is not None and msgspec.json.decode(level) not in LOG_LEVELS:
+    level = param_str(meta, v.LOG_LEVEL, required=False)
+    if level is not None and level not in LOG_LEVELS:
         raise InvalidParams(f"Invalid params: {v.LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
     return StatelessEnvelope(version, meta, meta[v.CLIENT_CAPABILITIES])
 
@@ -74,7 +74,7 @@ def _check_headers(method: str, params: Params, version: str, headers: Mapping[s
     header_name = headers.get("mcp-name")
     if header_name is None:
         raise HeaderMismatch(f"Header mismatch: {method} requires the Mcp-Name header")
-    body_value = msgspec.json.decode(params[key]) if key in params else None
+    body_value = param_str(params, key, required=False)
     if decode_header_value(header_name) != body_value:
         raise HeaderMismatch(
             f"Header mismatch: Mcp-Name header value {header_name!r} does not match body {key} {body_value!r}"
@@ -95,9 +95,10 @@ def parse_listen_filter(params: Params) -> ListenFilter:
     """The filter of a `subscriptions/listen` request, or InvalidParams naming what is wrong."""
     if "notifications" not in params:
         return ListenFilter()
-    wanted = msgspec.json.decode(params["notifications"])
-    if not isinstance(wanted, dict):
-        raise InvalidParams("Invalid params: notifications must be an object")
+    try:
+        wanted = _object_decoder.decode(params["notifications"])
+    except msgspec.ValidationError as exc:
+        raise InvalidParams(f"Invalid params: notifications must be an object ({exc})") from None
     uris = wanted.get("resourceSubscriptions")
     if uris is not None and not (isinstance(uris, list) and all(isinstance(u, str) for u in uris)):
         raise InvalidParams("Invalid params: resourceSubscriptions must be a list of URIs")

@@ -3,6 +3,13 @@
 Params are decoded one level deep into `dict[str, Raw]`: the gateway reads the few members it
 routes on (`name`, `uri`, `_meta`) and re-emits every other member as the bytes it received,
 so tool arguments and results are never re-validated on the way through.
+
+What msgspec leaves unchecked in those bytes is checked here, once per body, so that a later
+decode of a member cannot fail on them: the body must be UTF-8 (msgspec validates the strings it
+decodes, not those it keeps as Raw) and nest at most `MAX_DEPTH` arrays and objects deep. A later
+decode can still find a member of the wrong type, or a number beyond a float (`1e999` is JSON):
+decode members typed (`param_str`, a `dict[str, Any]` decoder) and turn ValidationError into
+InvalidParams.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from msgspec import UNSET, Raw, UnsetType
 from shared.protocol.errors import GatewayError, InvalidParams, InvalidRequest, ParseError, error_body
 
 __all__ = [
+    "MAX_DEPTH",
     "ErrorResponse",
     "Message",
     "Notification",
@@ -32,6 +40,12 @@ __all__ = [
 
 RequestId = int | str
 Params = dict[str, Raw]
+
+MAX_DEPTH = 128
+"""How deep arrays and objects may nest in a message. msgspec stops only at the interpreter's
+recursion limit (~1000 levels, less the caller's stack, with a RecursionError), and the official
+SDK's parser drops a message nested more than ~200 deep without an answer; 128 leaves room for
+both and for any real message."""
 
 
 class Message(msgspec.Struct, omit_defaults=True):
@@ -80,7 +94,15 @@ class ErrorResponse(msgspec.Struct, kw_only=True):
 _message_decoder = msgspec.json.Decoder(Message)
 _batch_decoder = msgspec.json.Decoder(list[Message])
 _params_decoder = msgspec.json.Decoder(Params)
+_items_decoder = msgspec.json.Decoder(list[Raw])
+_string_decoder = msgspec.json.Decoder(str)
+_syntax_decoder = msgspec.json.Decoder(float_hook=str)  # floats stay text: 1e999 is JSON, if not a float
 encode = msgspec.json.Encoder().encode
+
+_OBJECT, _ARRAY = ord("{"), ord("[")
+_OPENERS = (_OBJECT, _ARRAY)
+_ALL_BUT_OPENERS = bytes(byte for byte in range(256) if byte not in _OPENERS)  # translate() keeps only [ and {
+_TOO_DEEP = f"Parse error: the JSON nests arrays and objects deeper than {MAX_DEPTH} levels; send flatter params"
 
 
 def raw(value: Any) -> Raw:
@@ -90,6 +112,25 @@ def raw(value: Any) -> Raw:
 
 def decode_message(body: bytes, *, allow_batch: bool = False) -> Message | list[Message]:
     """Decode one JSON-RPC message (or a batch, where the protocol version allows it)."""
+    if not body.isascii():
+        try:
+            body.decode()
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"Parse error: the body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        decoded = _decode(body, allow_batch)
+        if len(body.translate(None, _ALL_BUT_OPENERS)) > MAX_DEPTH:  # else it cannot nest deeper (most bodies)
+            if isinstance(decoded, list):
+                for message in decoded:
+                    _check_depth(message, MAX_DEPTH - 2)  # the batch and the message are two levels
+            else:
+                _check_depth(decoded, MAX_DEPTH - 1)
+    except RecursionError:
+        raise ParseError(_TOO_DEEP) from None
+    return decoded
+
+
+def _decode(body: bytes, allow_batch: bool) -> Message | list[Message]:
     stripped = body.lstrip()
     if stripped[:1] == b"[":
         if not allow_batch:
@@ -120,9 +161,29 @@ def decode_message(body: bytes, *, allow_batch: bool = False) -> Message | list[
 
 def _check_json(body: bytes) -> None:
     try:
-        msgspec.json.decode(body)
+        _syntax_decoder.decode(body)
     except msgspec.DecodeError:
         raise ParseError("Parse error: the body is not valid JSON") from None
+
+
+def _check_depth(message: Message, levels: int) -> None:
+    """ParseError when a member of `message` nests more than `levels` arrays and objects deep.
+
+    Level by level: a value shorter than 2n bytes cannot nest n levels, so most values drop out on
+    their length; each longer array or object is split one level (msgspec keeps its members Raw).
+    """
+    values = [member for member in (message.params, message.result, message.error) if member is not UNSET]
+    while values:
+        inner: list[Raw] = []
+        for value in values:
+            first = memoryview(value)[0]
+            if first not in _OPENERS:
+                continue
+            if levels == 0:
+                raise ParseError(_TOO_DEEP)
+            inner.extend(_params_decoder.decode(value).values() if first == _OBJECT else _items_decoder.decode(value))
+        levels -= 1
+        values = [value for value in inner if len(value) > 2 * levels + 1]
 
 
 def _validate(message: Message) -> None:
@@ -155,12 +216,9 @@ def param_str(params: Params, key: str, *, required: bool = True) -> str | None:
             raise InvalidParams(f"Invalid params: missing required string {key!r}")
         return None
     try:
-        decoded = msgspec.json.decode(value)
-    except msgspec.DecodeError:  # pragma: no cover - Raw came from a successful decode
-        raise InvalidParams(f"Invalid params: {key!r} is not JSON") from None
-    if not isinstance(decoded, str):
-        raise InvalidParams(f"Invalid params: {key!r} must be a string")
-    return decoded
+        return _string_decoder.decode(value)
+    except msgspec.ValidationError:
+        raise InvalidParams(f"Invalid params: {key!r} must be a string") from None
 
 
 def error_response(request_id: RequestId | None, exc: GatewayError) -> bytes:
