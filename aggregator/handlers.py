@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -172,18 +172,20 @@ class AggregatorServer:
             self.telemetry.tool_call(label, server, outcome, time.perf_counter() - started)
 
     async def get_prompt(self, ctx: CallContext, params: Params) -> Raw:
-        name = param_str(params, "name")
-        assert name is not None
-        route = self.registry.catalog.prompt(name)
-        params["name"] = raw(route.original)
-        return await self._forward(ctx, route.server, "prompts/get", params, binding=f"prompts/get:{name}")
+        return await self._forward_item(ctx, params, "prompts/get", "name", self.registry.catalog.prompt)
 
     async def read_resource(self, ctx: CallContext, params: Params) -> Raw:
-        uri = param_str(params, "uri")
-        assert uri is not None
-        route = self.registry.catalog.resource(uri)
-        params["uri"] = raw(route.original)
-        return await self._forward(ctx, route.server, "resources/read", params, binding=f"resources/read:{uri}")
+        return await self._forward_item(ctx, params, "resources/read", "uri", self.registry.catalog.resource)
+
+    async def _forward_item(
+        self, ctx: CallContext, params: Params, method: str, key: str, route_of: Callable[[str], ItemRoute]
+    ) -> Raw:
+        """Forward a request that names one prompt or resource, under the name its backend knows."""
+        target = param_str(params, key)
+        assert target is not None
+        route = route_of(target)
+        params[key] = raw(route.original)
+        return await self._forward(ctx, route.server, method, params, binding=f"{method}:{target}")
 
     async def complete(self, ctx: CallContext, params: Params) -> Raw:
         ref = _decode_object(params.get("ref"), "ref")

@@ -80,7 +80,9 @@ class SessionManager:
 
     async def create(self, params: Params, subject: str | None = None, session_id: str | None = None) -> SessionRecord:
         """A new session from initialize params (>= 128 random bits in its id)."""
-        requested = param_str(params, "protocolVersion")
+        requested = param_str(params, "protocolVersion", required=False) if "protocolVersion" in params else None
+        if requested is None:
+            raise InvalidParams("Invalid params: initialize needs protocolVersion (a string such as 2025-11-25)")
         record = SessionRecord(
             id=session_id or secrets.token_urlsafe(24),
             protocol_version=negotiate_version(requested),

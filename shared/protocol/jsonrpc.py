@@ -209,9 +209,9 @@ def decode_params(params: Raw | UnsetType) -> Params:
 
 
 def param_str(params: Params, key: str, *, required: bool = True) -> str | None:
-    """A string member of params, or InvalidParams naming it."""
+    """A string member of params, or InvalidParams naming it (optional ones may be absent or null)."""
     value = params.get(key)
-    if value is None:
+    if value is None or (not required and bytes(value) == b"null"):
         if required:
             raise InvalidParams(f"Invalid params: missing required string {key!r}")
         return None
