@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import socket
 from typing import Any
 
 import uvicorn
 
-__all__ = ["add_address_arguments", "run"]
+__all__ = ["add_address_arguments", "listen", "run"]
 
 _UVLOOP = importlib.util.find_spec("uvloop") is not None
 _HTTPTOOLS = importlib.util.find_spec("httptools") is not None
@@ -19,6 +20,14 @@ def add_address_arguments(parser: argparse.ArgumentParser, *, port_required: boo
     """`--host` (default 127.0.0.1) and `--port` (0 picks a free one; READY names the real one)."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=port_required, default=0)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0: a free port), for a server that must know its own URL before it serves."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 class _Announcing(uvicorn.Server):
@@ -33,8 +42,8 @@ class _Announcing(uvicorn.Server):
             print(f"READY http://{self.config.host}:{port}{self.path}", flush=True)
 
 
-def run(app: Any, host: str, port: int, path: str) -> None:
-    """Serve until stopped (SIGTERM/SIGINT): uvloop and httptools when installed, no access log."""
+def run(app: Any, host: str, port: int, path: str, *, sock: socket.socket | None = None) -> None:
+    """Serve until stopped (SIGTERM/SIGINT): uvloop and httptools when installed, no access log; on `sock` if given."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -45,7 +54,7 @@ def run(app: Any, host: str, port: int, path: str) -> None:
         lifespan="on",
         timeout_graceful_shutdown=1,  # open SSE and listen streams would hold a graceful stop forever
     )
-    serving = _Announcing(config, path).serve()
+    serving = _Announcing(config, path).serve(sockets=None if sock is None else [sock])
     if _UVLOOP:
         import uvloop
 
