@@ -1,7 +1,7 @@
 """Leader election for workers: a Redis lock with a TTL and a fencing token.
 
 The lock value is `{fence}:{worker id}`, where `fence` comes from a counter that only grows, even
-across a Redis that lost its data (it never falls below the server's clock in milliseconds).
+across a Redis that lost its data (it never falls below the server's clock in microseconds).
 The holder renews the TTL every third of it; a standby tries to take the lock as often. A
 holder that finds its value gone raises LeadershipLost and must stop at once; the stores it
 writes through check the same value (see `RedisStores.fenced`), so a stale leader that was
@@ -23,16 +23,16 @@ __all__ = ["LeaderLock", "LeadershipLost"]
 log = logging.getLogger("worker.leader")
 
 # Take the lock if free, with a fresh fencing token. The token is at least the server's time in
-# milliseconds, so it keeps growing even after Redis lost the counter (a restart without persistence).
+# microseconds, so it keeps growing even after Redis lost the counter (a restart without persistence).
 # KEYS[1] = lock, KEYS[2] = fence counter; ARGV[1] = worker id, ARGV[2] = ttl ms
 # Returns the lock value taken, or false when another worker holds it.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local fence = redis.call('INCR', KEYS[2])
-if fence < now_ms then
-  fence = now_ms
+if fence < now_us then
+  fence = now_us
   redis.call('SET', KEYS[2], string.format('%.0f', fence))
 end
 local value = string.format('%.0f', fence) .. ':' .. ARGV[1]
