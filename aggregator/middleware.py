@@ -38,9 +38,20 @@ class HostCheck:
         self.any_host = "*" in names or (not names and not _is_loopback(bind_host.strip("[]").lower()))
         self.names = {name for name in names if not name.startswith("*")}
         self.suffixes = tuple(name[1:] for name in names if name.startswith("*."))
+        self._verdicts: dict[bytes, str | None] = {}
 
     def permits(self, host: str) -> bool:
         return self.any_host or host in self.names or host.endswith(self.suffixes) or _is_loopback(host)
+
+    def _refused(self, raw: bytes) -> str | None:
+        """The host name of a Host header this gateway refuses, else None; verdicts are remembered per value."""
+        if raw in self._verdicts:
+            return self._verdicts[raw]
+        host = _host_name(raw.decode("latin-1"))
+        verdict = None if self.permits(host) else host
+        if len(self._verdicts) < 256:  # a client could send endless names; remember the first few
+            self._verdicts[raw] = verdict
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -49,8 +60,8 @@ class HostCheck:
                 # RFC 9112 section 3.2: a request with more than one Host header gets 400.
                 await send_error(send, InvalidRequest("The request has more than one Host header; send one"))
                 return
-            host = _host_name(values[0].decode("latin-1")) if values else None
-            if host is not None and not self.permits(host):
+            host = self._refused(values[0]) if values else None
+            if host is not None:
                 # 421 Misdirected Request: this server does not answer for that host name (403 is for Origin).
                 await send_error(
                     send,
