@@ -439,3 +439,73 @@ def test_check_lists_the_backends_of_a_claude_desktop_file_and_warns(tmp_path) -
 def test_yaml_boolean_server_key_asks_for_quotes() -> None:
     with pytest.raises(ConfigError, match=r"^<config>: \$\.mcpServers: YAML reads a server name as false \(unquoted"):
         parse_config("mcpServers:\n  off: {command: x}\n")
+
+
+AUTH_SERVER = "{name: kube, type: streamable-http, url: 'https://kube.internal/mcp', auth: %s}"
+
+
+def test_auth_settings_are_read_with_their_defaults() -> None:
+    config = parse_config(
+        """
+aggregator:
+  port: 8443
+  publicUrl: https://mcp.example.com/
+  oauth: {issuer: https://idp.example.com, requiredScopes: [mcp]}
+mcpServers:
+  - {name: kube, type: streamable-http, url: https://kube.internal/mcp, auth: {type: oauth, forwardToken: true}}
+  - name: github
+    type: streamable-http
+    url: https://gh.example/mcp
+    auth: {type: oauth, scopes: [repo]}
+"""
+    )
+    agg = config.aggregator
+    assert agg.base_url == "https://mcp.example.com" and agg.audience == "https://mcp.example.com/mcp"
+    assert agg.oauth is not None and agg.oauth.required_scopes == ("mcp",)
+    assert (agg.auth_rate_limit.max_attempts, agg.auth_rate_limit.window) == (10, 60.0)
+    kube, github = config.mcp_servers
+    assert kube.auth is not None and kube.auth.mode == "forward"
+    assert github.auth is not None and github.auth.mode == "login" and github.auth.scopes == ("repo",)
+    assert parse_config("mcpServers: []").aggregator.audience is None  # no oauth: no token checked
+
+
+def test_the_default_audience_follows_the_listen_address() -> None:
+    agg = parse_config("aggregator: {port: 9000, oauth: {issuer: 'https://idp'}}").aggregator
+    assert agg.audience == "http://127.0.0.1:9000/mcp"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("aggregator: {publicUrl: 'mcp.example.com'}", "$.aggregator.publicUrl: 'mcp.example.com' must be an http"),
+        ("aggregator: {oauth: {issuer: 'idp'}}", "$.aggregator.oauth.issuer: 'idp' must be an http"),
+        ("aggregator: {oauth: {}}", "$.aggregator.oauth.issuer: required field is missing"),
+        ("aggregator: {oauth: {issuer: 'https://i', scopes: [a]}}", "$.aggregator.oauth.scopes: unknown field"),
+        ("aggregator: {authRateLimit: {maxAttempts: 0}}", "$.aggregator.authRateLimit.maxAttempts: must be at least 1"),
+        (
+            "mcpServers: [" + AUTH_SERVER % "{forwardToken: true}" + "]",
+            "$.mcpServers[0].auth.forwardToken: single sign-on passes on the user's gateway token; "
+            "set aggregator.oauth",
+        ),
+        (
+            "aggregator: {oauth: {issuer: 'https://i'}}\nmcpServers: ["
+            + AUTH_SERVER
+            % "{forwardToken: true, tokenExchange: {tokenEndpoint: 'https://t', audience: a, clientId: c}}"
+            + "]",
+            "$.mcpServers[0].auth: forwardToken and tokenExchange exclude each other",
+        ),
+        (
+            "mcpServers: [{name: a, type: stdio, command: x, auth: {}}]",
+            "$.mcpServers[0].auth: only HTTP backends (sse, streamable-http) take a user's token",
+        ),
+        ("mcpServers: [" + AUTH_SERVER % "{type: saml}" + "]", "$.mcpServers[0].auth.type: 'saml' is not one of oauth"),
+        (
+            "mcpServers: [" + AUTH_SERVER % "{clientSecretEnv: NO_SUCH_SECRET_VARIABLE}" + "]",
+            "$.mcpServers[0].auth.clientSecretEnv: environment variable NO_SUCH_SECRET_VARIABLE is not set",
+        ),
+    ],
+)
+def test_auth_settings_errors_name_the_field(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="c.yaml")
+    assert expected in str(caught.value)
