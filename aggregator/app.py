@@ -11,15 +11,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aggregator.admin import admin_routes
+from aggregator.auth.resource_server import BearerAuth, JwtVerifier, issuer_keys, protected_resource_metadata
 from aggregator.gateway import Gateway
 from aggregator.middleware import check_host_and_origin
-from aggregator.transport.http_common import Receive, Scope, Send, send_error
+from aggregator.transport.http_common import ASGIApp, Receive, Scope, Send, send_error
 from aggregator.transport.legacy_sse import LegacySseEndpoints
 from aggregator.transport.streamable_http import StreamableHttpEndpoint
 from shared.config import Config
@@ -59,8 +61,24 @@ class GatewayApp:
             Route("/readyz", self._readyz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
         ]
+        settings = config.aggregator
+        inner: ASGIApp = self._dispatch
+        self._http: httpx.AsyncClient | None = None
+        if settings.oauth is not None and settings.audience is not None:
+            # Clients need a token from the issuer; the metadata that says so is open to all.
+            self._http = httpx.AsyncClient(timeout=10.0)
+            verifier = JwtVerifier(
+                issuer=settings.oauth.issuer,
+                audience=settings.audience,
+                fetch_keys=issuer_keys(self._http, settings.oauth.issuer, settings.oauth.jwks_url),
+                required_scopes=settings.oauth.required_scopes,
+            )
+            metadata_url = f"{settings.base_url}/.well-known/oauth-protected-resource/mcp"
+            inner = BearerAuth(inner, verifier, paths=_MCP_PATHS, metadata_url=metadata_url)
+            for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"):
+                routes.append(Route(path, self._resource_metadata, methods=["GET"]))
         self._starlette = Starlette(routes=routes, lifespan=self._lifespan)
-        self._app = check_host_and_origin(self._dispatch, config.aggregator)
+        self._app = check_host_and_origin(inner, settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
@@ -104,6 +122,17 @@ class GatewayApp:
             self.gateway = None
             if self._given_stores is None:
                 await stores.aclose()
+            if self._http is not None:
+                await self._http.aclose()
+
+    async def _resource_metadata(self, request: Request) -> Response:
+        """RFC 9728: which authorization server issues tokens for this gateway."""
+        settings = self.config.aggregator
+        assert settings.oauth is not None and settings.audience is not None
+        metadata = protected_resource_metadata(
+            resource=settings.audience, issuer=settings.oauth.issuer, scopes=settings.oauth.required_scopes
+        )
+        return JSONResponse(metadata, headers={"cache-control": "public, max-age=300"})
 
     async def _healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import msgspec
 from msgspec import Raw
 
+from aggregator.auth.principal import Principal
 from aggregator.protocol import stateless
 from shared.protocol import versions as v
 from shared.protocol.jsonrpc import Message, Params, RequestId, decode_params
@@ -42,10 +43,15 @@ class CallContext:
     client_capabilities_raw: Raw | None = None
     session: SessionRecord | None = None
     channel: ClientChannel | None = None
-    subject: str | None = None
+    principal: Principal | None = None
+    """Who sent it, when the gateway checks tokens (aggregator.oauth)."""
     param_headers: Mapping[str, str] | None = None
     transport_session: str | None = None  # a transport's own session id (legacy SSE, stdio)
     _capabilities: dict[str, Any] | None = None
+
+    @property
+    def subject(self) -> str | None:
+        return self.principal.subject if self.principal is not None else None
 
     @property
     def stateless(self) -> bool:
@@ -84,6 +90,7 @@ def session_call(
     *,
     protocol_version: str | None = None,
     transport_session: str | None = None,
+    principal: Principal | None = None,
 ) -> tuple[CallContext, Params]:
     """Context and params for a request of a handshake-era session; InvalidParams if params are not an object."""
     assert isinstance(message.method, str) and isinstance(message.id, int | str)
@@ -99,12 +106,16 @@ def session_call(
         session=session,
         channel=channel,
         transport_session=transport_session,
+        principal=principal,
     )
     return ctx, params
 
 
 def stateless_call(
-    message: Message, headers: Mapping[str, str] | None, channel: ClientChannel | None
+    message: Message,
+    headers: Mapping[str, str] | None,
+    channel: ClientChannel | None,
+    principal: Principal | None = None,
 ) -> tuple[CallContext, Params]:
     """Context and params for a 2026-07-28 request, validated (`headers`: lower-case, None off HTTP)."""
     assert isinstance(message.method, str) and isinstance(message.id, int | str)
@@ -118,5 +129,6 @@ def stateless_call(
         client_capabilities_raw=envelope.client_capabilities,
         channel=channel,
         param_headers=headers,
+        principal=principal,
     )
     return ctx, params

@@ -40,6 +40,8 @@ class LinkMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     """For a request: its id, which the reply repeats."""
     reply_to: str = ""
     """For a request: the tag of the replica waiting for the reply."""
+    subject: str | None = None
+    """Who sent the client message it carries, as the forwarding replica verified."""
 
 
 class LinkTimeout(Exception):

@@ -150,7 +150,7 @@ async def test_a_session_used_within_the_touch_interval_is_served_without_the_st
     record = await sessions.create(initialize())
     store.calls.clear()
     clock.advance(TOUCH - 1)
-    assert await sessions.get(record.id) == record
+    assert await sessions.get(record.id, subject=None) == record
     assert store.calls == []
 
 
@@ -159,7 +159,7 @@ async def test_a_session_used_after_the_touch_interval_has_its_life_extended(sto
     record = await sessions.create(initialize())
     clock.advance(TOUCH)
     store.calls.clear()
-    assert await sessions.get(record.id) == record
+    assert await sessions.get(record.id, subject=None) == record
     assert "touch" in store.calls
     clock.advance(IDLE - 1)  # past the first deadline, within the extended one
     assert await store.inner.get(record.id) == record
@@ -170,15 +170,15 @@ async def test_a_session_in_regular_use_outlives_its_idle_timeout_many_times(sto
     record = await sessions.create(initialize())
     for _ in range(int(3 * IDLE / TOUCH)):
         clock.advance(TOUCH)
-        assert await sessions.get(record.id) is not None
+        assert await sessions.get(record.id, subject=None) is not None
 
 
 async def test_an_idle_session_expires(store: Switchable, clock: Clock) -> None:
     sessions = replica(store, clock)
     record = await sessions.create(initialize())
     clock.advance(IDLE)
-    assert await sessions.get(record.id) is None
-    assert await sessions.get(record.id) is None  # and is not cached as alive
+    assert await sessions.get(record.id, subject=None) is None
+    assert await sessions.get(record.id, subject=None) is None  # and is not cached as alive
 
 
 async def test_an_unknown_session_is_none(store: Switchable, clock: Clock) -> None:
@@ -187,14 +187,14 @@ async def test_an_unknown_session_is_none(store: Switchable, clock: Clock) -> No
 
 async def test_a_session_created_on_one_replica_is_served_by_another(store: Switchable, clock: Clock) -> None:
     record = await replica(store, clock).create(initialize(clientInfo={"name": "c"}))
-    assert await replica(store, clock).get(record.id) == record
+    assert await replica(store, clock).get(record.id, subject=None) == record
 
 
 async def test_delete_ends_the_session(store: Switchable, clock: Clock) -> None:
     sessions = replica(store, clock)
     record = await sessions.create(initialize())
     assert await sessions.delete(record.id)
-    assert await sessions.get(record.id) is None
+    assert await sessions.get(record.id, subject=None) is None
     assert not await sessions.delete(record.id)
 
 
@@ -203,10 +203,10 @@ async def test_a_replica_told_to_forget_a_session_ended_elsewhere_stops_serving_
 ) -> None:
     one, two = replica(store, clock), replica(store, clock)
     record = await one.create(initialize())
-    assert await two.get(record.id) is not None
+    assert await two.get(record.id, subject=None) is not None
     await one.delete(record.id)
     two.forget(record.id)
-    assert await two.get(record.id) is None
+    assert await two.get(record.id, subject=None) is None
 
 
 async def test_a_replica_not_told_of_a_deleted_session_drops_it_at_its_next_touch(
@@ -214,19 +214,19 @@ async def test_a_replica_not_told_of_a_deleted_session_drops_it_at_its_next_touc
 ) -> None:
     one, two = replica(store, clock), replica(store, clock)
     record = await one.create(initialize())
-    assert await two.get(record.id) is not None
+    assert await two.get(record.id, subject=None) is not None
     await one.delete(record.id)
     clock.advance(TOUCH)
-    assert await two.get(record.id) is None
+    assert await two.get(record.id, subject=None) is None
 
 
 async def test_a_change_made_on_one_replica_reaches_another_by_its_next_touch(store: Switchable, clock: Clock) -> None:
     one, two = replica(store, clock), replica(store, clock)
     record = await one.create(initialize())
-    assert await two.get(record.id) == record
+    assert await two.get(record.id, subject=None) == record
     await one.update(msgspec.structs.replace(record, log_level="debug", subscriptions=["file:///a"]))
     clock.advance(TOUCH)
-    seen = await two.get(record.id)
+    seen = await two.get(record.id, subject=None)
     assert seen is not None and (seen.log_level, seen.subscriptions) == ("debug", ["file:///a"])
 
 
@@ -235,9 +235,9 @@ async def test_while_the_store_is_unavailable_a_known_session_is_still_served(st
     record = await sessions.create(initialize())
     store.down = True
     clock.advance(TOUCH)
-    assert await sessions.get(record.id) == record
+    assert await sessions.get(record.id, subject=None) == record
     clock.advance(TOUCH)
-    assert await sessions.get(record.id) == record
+    assert await sessions.get(record.id, subject=None) == record
 
 
 async def test_while_the_store_is_unavailable_an_unknown_session_fails_naming_the_store(
@@ -246,7 +246,7 @@ async def test_while_the_store_is_unavailable_an_unknown_session_fails_naming_th
     record = await replica(store, clock).create(initialize())
     store.down = True
     with pytest.raises(StoreUnavailable, match="connection refused"):
-        await replica(store, clock).get(record.id)
+        await replica(store, clock).get(record.id, subject=None)
 
 
 async def test_once_the_store_is_back_a_session_kept_through_the_outage_is_extended_there(
@@ -256,11 +256,11 @@ async def test_once_the_store_is_back_a_session_kept_through_the_outage_is_exten
     record = await sessions.create(initialize())
     store.down = True
     clock.advance(TOUCH)
-    await sessions.get(record.id)
+    await sessions.get(record.id, subject=None)
     store.down = False
     clock.advance(TOUCH)
     store.calls.clear()
-    assert await sessions.get(record.id) == record
+    assert await sessions.get(record.id, subject=None) == record
     assert "touch" in store.calls
 
 
@@ -271,7 +271,7 @@ async def test_a_session_opened_while_the_store_is_away_lives_here_until_it_is_b
     store.down = True
     record = await manager.create(initialize())
     assert manager.local_only == 1
-    assert await manager.get(record.id) == record  # served locally meanwhile
+    assert await manager.get(record.id, subject=None) == record  # served locally meanwhile
     store.down = False
     keeping = asyncio.ensure_future(manager.keep())
     try:
@@ -282,7 +282,7 @@ async def test_a_session_opened_while_the_store_is_away_lives_here_until_it_is_b
     finally:
         keeping.cancel()
     assert manager.local_only == 0
-    assert await replica(store, clock).get(record.id) is not None  # another replica finds it now
+    assert await replica(store, clock).get(record.id, subject=None) is not None  # another replica finds it now
 
 
 async def test_when_the_store_comes_back_empty_sessions_served_here_are_written_back(
@@ -299,7 +299,7 @@ async def test_when_the_store_comes_back_empty_sessions_served_here_are_written_
     store.inner = MemorySessionStore(clock)  # Redis restarted without its data...
     epochs.append("second")  # ...and so has a new epoch
     clock.advance(TOUCH + 1)
-    assert await manager.get(record.id) == record  # not a 404
+    assert await manager.get(record.id, subject=None) == record  # not a 404
     assert await store.inner.get(record.id) is not None  # back in the store for every replica
 
 
@@ -312,4 +312,13 @@ async def test_a_session_deleted_elsewhere_is_not_resurrected(store: Switchable,
     record = await manager.create(initialize())
     await store.delete(record.id)  # DELETE on another replica
     clock.advance(TOUCH + 1)
-    assert await manager.get(record.id) is None
+    assert await manager.get(record.id, subject=None) is None
+
+
+async def test_a_session_is_served_only_to_the_subject_that_created_it(store: Switchable, clock: Clock) -> None:
+    sessions = replica(store, clock)
+    record = await sessions.create(initialize(), subject="alice")
+    assert await sessions.get(record.id, subject="alice") == record
+    assert await sessions.get(record.id, subject="bob") is None
+    assert await sessions.get(record.id, subject=None) is None
+    assert await replica(store, clock).get(record.id, subject="bob") is None  # on another replica too

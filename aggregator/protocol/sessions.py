@@ -94,8 +94,15 @@ class SessionManager:
         await self._save(record)
         return record
 
-    async def get(self, session_id: str) -> SessionRecord | None:
-        """The live session, or None when it never existed, ended or expired."""
+    async def get(self, session_id: str, *, subject: str | None) -> SessionRecord | None:
+        """The live session of `subject`; None when it never existed, ended, expired, or is someone else's.
+
+        A session belongs to whoever created it: another subject presenting its id learns nothing.
+        """
+        record = await self._find(session_id)
+        return record if record is not None and record.subject == subject else None
+
+    async def _find(self, session_id: str) -> SessionRecord | None:
         unsaved = self._unsaved.get(session_id)
         if unsaved is not None:
             return unsaved

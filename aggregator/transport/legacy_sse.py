@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from msgspec import Raw
 
+from aggregator.auth.principal import Principal
 from aggregator.calls import session_call
 from aggregator.gateway import Gateway
 from aggregator.notifications import Listener
@@ -58,11 +59,20 @@ class _SseChannel:
         return await self.gateway.requests.ask(self.session_id, method, params, self.listener.push)
 
 
+_UNKNOWN_SESSION = InvalidRequest("Unknown session_id: open GET /sse first and POST to the endpoint it names")
+
+
+def _subject(principal: Principal | None) -> str | None:
+    return principal.subject if principal is not None else None
+
+
 class LegacySseEndpoints:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.limit = gateway.settings.max_body_bytes
         self._tasks: set[asyncio.Task[None]] = set()
+        self._owners: dict[str, Principal | None] = {}
+        """Who opened each stream held here; their messages, and only theirs, are served on it."""
         gateway.link.on("sse", self._forwarded)
 
     async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -75,6 +85,7 @@ class LegacySseEndpoints:
             await send_error(send, exc, status=503)
             return
         endpoint = f"{scope.get('root_path', '')}/message?session_id={session_id}"
+        self._owners[session_id] = scope.get("auth")
         try:
             await pump(
                 receive,
@@ -85,6 +96,7 @@ class LegacySseEndpoints:
             )
         finally:
             streams.close(listener)
+            self._owners.pop(session_id, None)
             with contextlib.suppress(Exception):  # best effort: the record also expires on its own
                 await self.gateway.sessions.delete(session_id)
 
@@ -109,23 +121,23 @@ class LegacySseEndpoints:
         except GatewayError as exc:
             await send_error(send, exc, status=400)
             return
-        if not self.gateway.streams.stream_of(session_id) is not None:
-            if self.gateway.link.mine(session_id):
-                await send_error(
-                    send,
-                    InvalidRequest("Unknown session_id: open GET /sse first and POST to the endpoint it names"),
-                    status=404,
-                )
+        subject = _subject(scope.get("auth"))
+        if session_id in self._owners:
+            if _subject(self._owners[session_id]) != subject:
+                await send_error(send, _UNKNOWN_SESSION, status=404)  # someone else's stream: nothing to learn
                 return
-            # The stream is held by another replica: hand the message over to it.
-            await self.gateway.link.send(session_id, LinkMessage(kind="sse", session=session_id, body=body))
-        else:
             self._receive(session_id, message)
+        elif self.gateway.link.mine(session_id):
+            await send_error(send, _UNKNOWN_SESSION, status=404)
+            return
+        else:  # the stream is held by another replica: hand the message over to it
+            forwarded = LinkMessage(kind="sse", session=session_id, body=body, subject=subject)
+            await self.gateway.link.send(session_id, forwarded)
         await send_accepted(send)
 
     def _forwarded(self, link_message: LinkMessage) -> None:
         session_id = link_message.session or ""
-        if self.gateway.streams.stream_of(session_id) is not None:
+        if session_id in self._owners and _subject(self._owners[session_id]) == link_message.subject:
             message = decode_message(link_message.body)
             if isinstance(message, Message):
                 self._receive(session_id, message)
@@ -150,7 +162,8 @@ class LegacySseEndpoints:
         if listener is None:
             return
         request_id = message.id if isinstance(message.id, int | str) else None
-        session = await self.gateway.sessions.get(session_id)
+        owner = self._owners.get(session_id)
+        session = await self.gateway.sessions.get(session_id, subject=_subject(owner))
         if session is None and message.method != "initialize":
             listener.push(error_response(request_id, InvalidRequest("Send initialize first")))
             return
@@ -161,6 +174,7 @@ class LegacySseEndpoints:
                 _SseChannel(self.gateway, listener, session_id),
                 protocol_version=None if session else v.LATEST_HANDSHAKE,
                 transport_session=session_id,
+                principal=owner,
             )
         except GatewayError as exc:
             listener.push(error_response(request_id, exc))

@@ -123,7 +123,7 @@ class StdioServer:
         meta = decode_params(params["_meta"]) if "_meta" in params else {}
         if v.PROTOCOL_VERSION in meta or self.session_id is None:
             return stateless_call(message, None, self)
-        session = await self.gateway.sessions.get(self.session_id)
+        session = await self.gateway.sessions.get(self.session_id, subject=None)
         if session is None:
             raise InvalidRequest("the session ended; send initialize again")
         return session_call(message, session, self)

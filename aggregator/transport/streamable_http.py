@@ -15,6 +15,7 @@ import logging
 
 from msgspec import Raw
 
+from aggregator.auth.principal import Principal
 from aggregator.calls import CallContext, session_call, stateless_call
 from aggregator.gateway import Gateway
 from aggregator.notifications import Listener
@@ -68,13 +69,14 @@ class StreamableHttpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         headers, repeated = header_map(scope)
+        principal: Principal | None = scope.get("auth")  # set by BearerAuth when the gateway checks tokens
         try:
             if method == "POST":
-                await self._post(receive, send, headers, repeated)
+                await self._post(receive, send, headers, repeated, principal)
             elif method == "GET":
-                await self._get(receive, send, headers)
+                await self._get(receive, send, headers, principal)
             elif method == "DELETE":
-                await self._delete(send, headers)
+                await self._delete(send, headers, principal)
             else:
                 await send_error(
                     send,
@@ -95,7 +97,9 @@ class StreamableHttpEndpoint:
 
     # -- POST ---------------------------------------------------------------------------------
 
-    async def _post(self, receive: Receive, send: Send, headers: dict[str, str], repeated: set[str]) -> None:
+    async def _post(
+        self, receive: Receive, send: Send, headers: dict[str, str], repeated: set[str], principal: Principal | None
+    ) -> None:
         content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             await send_error(
@@ -127,12 +131,12 @@ class StreamableHttpEndpoint:
             await send_error(send, exc, status=400)
             return
         if session_id is not None:
-            await self._session_post(receive, send, headers, message, session_id, wants_sse)
+            await self._session_post(receive, send, headers, message, session_id, wants_sse, principal)
         elif isinstance(message, Message) and message.method == "initialize":
-            await self._initialize(send, message)
+            await self._initialize(send, message, principal)
         else:
             assert isinstance(message, Message)
-            await self._stateless_post(receive, send, headers, repeated, message, wants_sse)
+            await self._stateless_post(receive, send, headers, repeated, message, wants_sse, principal)
 
     async def _stateless_post(
         self,
@@ -142,6 +146,7 @@ class StreamableHttpEndpoint:
         repeated: set[str],
         message: Message,
         wants_sse: bool,
+        principal: Principal | None,
     ) -> None:
         kind = message.kind
         if kind == "notification":
@@ -157,7 +162,7 @@ class StreamableHttpEndpoint:
             duplicated = repeated & _ROUTING_HEADERS
             if duplicated:
                 raise HeaderMismatch(f"Header mismatch: {sorted(duplicated)[0]} appears more than once")
-            ctx, params = stateless_call(message, headers, channel)
+            ctx, params = stateless_call(message, headers, channel, principal)
         except GatewayError as exc:
             await send_error(send, exc, request_id=request_id, status=http_status(exc.code, 400))
             return
@@ -190,12 +195,12 @@ class StreamableHttpEndpoint:
         status = 200 if code is None or not ctx.stateless else http_status(code)
         await channel.finish(body, status)
 
-    async def _initialize(self, send: Send, message: Message) -> None:
+    async def _initialize(self, send: Send, message: Message, principal: Principal | None) -> None:
         if message.kind != "request":
             await send_error(send, InvalidRequest("initialize must be a request"), status=400)
             return
         try:
-            ctx, params = session_call(message, None, None, protocol_version=v.LATEST_HANDSHAKE)
+            ctx, params = session_call(message, None, None, protocol_version=v.LATEST_HANDSHAKE, principal=principal)
         except GatewayError as exc:
             await send_error(send, exc, request_id=message.id if isinstance(message.id, int | str) else None)
             return
@@ -212,8 +217,9 @@ class StreamableHttpEndpoint:
         message: Message | list[Message],
         session_id: str,
         wants_sse: bool,
+        principal: Principal | None,
     ) -> None:
-        session = await self.sessions.get(session_id)
+        session = await self.sessions.get(session_id, subject=principal.subject if principal else None)
         if session is None:
             await send_error(
                 send,
@@ -233,7 +239,7 @@ class StreamableHttpEndpoint:
             )
             return
         if isinstance(message, list):
-            await self._batch(send, message, session)
+            await self._batch(send, message, session, principal)
             return
         if message.kind != "request":
             await self._session_message(session_id, message)
@@ -241,7 +247,7 @@ class StreamableHttpEndpoint:
             return
         channel = self._channel(send, sse=wants_sse, session_id=session_id)
         try:
-            ctx, params = session_call(message, session, channel)
+            ctx, params = session_call(message, session, channel, principal=principal)
         except GatewayError as exc:
             await send_error(send, exc, request_id=message.id if isinstance(message.id, int | str) else None)
             return
@@ -265,7 +271,9 @@ class StreamableHttpEndpoint:
         elif message.method == "notifications/cancelled":
             self.requests.cancel(session_id, message)
 
-    async def _batch(self, send: Send, messages: list[Message], session: SessionRecord) -> None:
+    async def _batch(
+        self, send: Send, messages: list[Message], session: SessionRecord, principal: Principal | None
+    ) -> None:
         """2025-03-26 JSON-RPC batches: answer every request in one JSON array."""
         if session.protocol_version != "2025-03-26":
             await send_error(
@@ -290,7 +298,7 @@ class StreamableHttpEndpoint:
         calls = []
         for message in messages:
             if message.kind == "request":
-                calls.append(self._batched_call(message, session))
+                calls.append(self._batched_call(message, session, principal))
             else:
                 await self._session_message(session.id, message)
         if not calls:
@@ -299,10 +307,10 @@ class StreamableHttpEndpoint:
         replies = await asyncio.gather(*calls)
         await send_bytes(send, 200, b"[" + b",".join(replies) + b"]")
 
-    async def _batched_call(self, message: Message, session: SessionRecord) -> bytes:
+    async def _batched_call(self, message: Message, session: SessionRecord, principal: Principal | None) -> bytes:
         channel = self._channel(None, sse=False, session_id=session.id)
         try:
-            ctx, params = session_call(message, session, channel)
+            ctx, params = session_call(message, session, channel, principal=principal)
         except GatewayError as exc:
             return error_response(message.id if isinstance(message.id, int | str) else None, exc)
         body, _ = await self.router.dispatch(ctx, params)
@@ -346,7 +354,7 @@ class StreamableHttpEndpoint:
         finally:
             self.gateway.hub.remove(listener)
 
-    async def _get(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+    async def _get(self, receive: Receive, send: Send, headers: dict[str, str], principal: Principal | None) -> None:
         """2025-11-25: the session's stream for notifications unrelated to a request."""
         session_id = headers.get("mcp-session-id")
         if session_id is None:
@@ -362,7 +370,7 @@ class StreamableHttpEndpoint:
         if not accepts(headers.get("accept", ""), "text/event-stream"):
             await send_error(send, InvalidRequest("GET must Accept text/event-stream"), status=406)
             return
-        session = await self.sessions.get(session_id)
+        session = await self.sessions.get(session_id, subject=principal.subject if principal else None)
         if session is None:
             await send_error(send, InvalidRequest("Session not found; send initialize again"), status=404)
             return
@@ -376,12 +384,13 @@ class StreamableHttpEndpoint:
         finally:
             self.streams.close(listener)
 
-    async def _delete(self, send: Send, headers: dict[str, str]) -> None:
+    async def _delete(self, send: Send, headers: dict[str, str], principal: Principal | None) -> None:
         session_id = headers.get("mcp-session-id")
         if session_id is None:
             await send_error(send, InvalidRequest("DELETE needs Mcp-Session-Id"), status=400)
             return
-        if not await self.streams.end(session_id):
+        subject = principal.subject if principal else None
+        if await self.sessions.get(session_id, subject=subject) is None or not await self.streams.end(session_id):
             await send_error(send, InvalidRequest("Session not found"), status=404)
             return
         await send_bytes(send, 200, b"")
