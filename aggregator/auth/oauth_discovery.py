@@ -45,6 +45,7 @@ class AuthServerMetadata(msgspec.Struct, frozen=True, kw_only=True):
     token_endpoint: str
     authorization_endpoint: str | None = None
     registration_endpoint: str | None = None
+    jwks_uri: str | None = None
     code_challenge_methods_supported: tuple[str, ...] = ()
     scopes_supported: tuple[str, ...] = ()
 

@@ -19,13 +19,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization
 
+from aggregator.auth.oauth_discovery import discover_authorization_server
 from aggregator.auth.principal import Principal
 from aggregator.transport.http_common import ASGIApp, Receive, Scope, Send, send_bytes
 from shared.protocol.errors import InvalidRequest
@@ -176,30 +176,15 @@ def issuer_keys(http: httpx.AsyncClient, issuer: str, jwks_url: str | None) -> K
     """Fetches the issuer's JWKS: from `jwks_url`, else from the `jwks_uri` of its metadata."""
 
     async def fetch() -> KeySetSerialization:
-        url = jwks_url or await _jwks_uri(http, issuer)
+        url = jwks_url or (await discover_authorization_server(http, issuer)).jwks_uri
+        if url is None:
+            raise InvalidToken(f"the issuer {issuer} publishes no jwks_uri; set aggregator.oauth.jwksUrl")
         response = await http.get(url)
         response.raise_for_status()
         document: KeySetSerialization = response.json()
         return document
 
     return fetch
-
-
-async def _jwks_uri(http: httpx.AsyncClient, issuer: str) -> str:
-    """The `jwks_uri` of an issuer's RFC 8414 or OpenID metadata (path-aware)."""
-    parts = urlsplit(issuer)
-    origin, path = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
-    for url in (
-        f"{origin}/.well-known/oauth-authorization-server{path}",
-        f"{origin}/.well-known/openid-configuration{path}",
-        f"{origin}{path}/.well-known/openid-configuration",
-    ):
-        response = await http.get(url)
-        if response.status_code == 200:
-            metadata = response.json()
-            if isinstance(metadata, dict) and metadata.get("issuer") == issuer and metadata.get("jwks_uri"):
-                return str(metadata["jwks_uri"])
-    raise InvalidToken(f"the issuer {issuer} publishes no metadata with a jwks_uri; set aggregator.oauth.jwksUrl")
 
 
 def protected_resource_metadata(*, resource: str, issuer: str, scopes: Iterable[str]) -> dict[str, Any]:

@@ -43,11 +43,13 @@ from shared.protocol.jsonrpc import (
 )
 from shared.protocol.vocabulary import LIST_KINDS
 
-__all__ = ["BackendConnection", "NotificationHandler"]
+__all__ = ["BackendConnection", "Credentials", "NotificationHandler"]
 
 log = logging.getLogger("aggregator.backend")
 
 NotificationHandler = Callable[["BackendConnection", str, Params], None]
+Credentials = Callable[[], str | None]
+"""The bearer token a request should carry now, read at every request (tokens are refreshed meanwhile)."""
 """Called with each notification of a backend that belongs to no call (list changes, resource updates)."""
 
 _EMPTY_RESULT = raw({})
@@ -68,8 +70,11 @@ class BackendConnection:
         *,
         on_notification: NotificationHandler | None = None,
         on_lost: Callable[[BackendConnection, str], None] | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.spec = spec
+        self.credentials = credentials
+        """The user's current token for this connection (per-user connections to protected backends)."""
         self.server = spec.name
         self.protocol_version: str | None = None
         self.capabilities: dict[str, Any] = {}
@@ -92,6 +97,11 @@ class BackendConnection:
     @property
     def stateless(self) -> bool:
         return v.is_stateless(self.protocol_version)
+
+    def authorization(self) -> dict[str, str]:
+        """The Authorization header a request carries now: the user's token, on a per-user connection."""
+        token = self.credentials() if self.credentials is not None else None
+        return {"authorization": f"Bearer {token}"} if token is not None else {}
 
     @property
     def alive(self) -> bool:

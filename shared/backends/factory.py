@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.backends.base import BackendConnection, NotificationHandler
+from shared.backends.base import BackendConnection, Credentials, NotificationHandler
 from shared.backends.negotiate import negotiate
 from shared.backends.sse import SseConnection
 from shared.backends.stdio import StdioConnection
@@ -25,9 +25,10 @@ async def connect(
     *,
     on_notification: NotificationHandler | None = None,
     on_lost: Callable[[BackendConnection, str], None] | None = None,
+    credentials: Credentials | None = None,
 ) -> BackendConnection:
     """A live connection to `spec`'s backend with a negotiated protocol version (see negotiate.py)."""
-    conn = CONNECTION_TYPES[spec.type](spec, on_notification=on_notification, on_lost=on_lost)
+    conn = CONNECTION_TYPES[spec.type](spec, on_notification=on_notification, on_lost=on_lost, credentials=credentials)
     await conn.open_transport()
     try:
         await negotiate(conn)

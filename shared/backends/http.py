@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from shared.backends.http_client import HttpPool, WireError
+from shared.backends.http_client import HttpPool, Response, WireError
 from shared.config import ServerSpec
-from shared.protocol.errors import BackendError, BackendUnavailable
+from shared.protocol.errors import BackendAuthRequired, BackendError, BackendUnavailable
 from shared.redact import redact_url
 
-__all__ = ["new_pool", "translate_errors", "unexpected_status"]
+__all__ = ["auth_required", "new_pool", "translate_errors", "unexpected_status"]
 
 
 def new_pool(spec: ServerSpec) -> HttpPool:
@@ -27,6 +27,15 @@ def translate_errors(server: str, url: str | None) -> Iterator[None]:
     except (WireError, OSError) as exc:
         shown = redact_url(url or "")
         raise BackendUnavailable(server, f"backend {server!r} is unreachable at {shown}: {exc}") from exc
+
+
+def auth_required(server: str, response: Response) -> BackendAuthRequired:
+    """The error for a 401: the backend needs a user's token; its challenge says where to get one."""
+    return BackendAuthRequired(
+        server,
+        f"backend {server!r} needs a user's token (it answered HTTP 401)",
+        challenge=response.headers.get("www-authenticate", ""),
+    )
 
 
 def unexpected_status(server: str, status: int, body: bytes) -> BackendError:

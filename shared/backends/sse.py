@@ -7,7 +7,7 @@ import asyncio
 from urllib.parse import urljoin, urlsplit
 
 from shared.backends.base import BackendConnection
-from shared.backends.http import new_pool, translate_errors, unexpected_status
+from shared.backends.http import auth_required, new_pool, translate_errors, unexpected_status
 from shared.backends.http_client import HttpPool
 from shared.backends.sse_events import iter_events
 from shared.protocol.errors import BackendUnavailable, GatewayError
@@ -51,9 +51,11 @@ class SseConnection(BackendConnection):
         reason = "closed its SSE stream"
         try:
             with translate_errors(self.server, url):
-                head = self._http.encode_headers({"accept": "text/event-stream"})
+                head = self._http.encode_headers({"accept": "text/event-stream", **self.authorization()})
                 response = await self._http.request("GET", head)
                 try:
+                    if response.status == 401:
+                        raise auth_required(self.server, response)
                     if response.status != 200:
                         raise unexpected_status(self.server, response.status, await response.read())
                     async for event in iter_events(response.iter_chunks()):
@@ -87,8 +89,10 @@ class SseConnection(BackendConnection):
         parts = urlsplit(self._post_url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         with translate_errors(self.server, self._post_url):
-            head = self._http.encode_headers({"content-type": "application/json"})
+            head = self._http.encode_headers({"content-type": "application/json", **self.authorization()})
             response = await self._http.request("POST", head, body, target=target)
             payload = await response.read()
+        if response.status == 401:
+            raise auth_required(self.server, response)
         if response.status >= 300:
             raise unexpected_status(self.server, response.status, payload)

@@ -19,7 +19,7 @@ from msgspec import UNSET, Raw
 
 from shared.backends.base import BackendConnection
 from shared.backends.call import PendingCall
-from shared.backends.http import new_pool, translate_errors, unexpected_status
+from shared.backends.http import auth_required, new_pool, translate_errors, unexpected_status
 from shared.backends.http_client import HttpPool, Response, WireError
 from shared.backends.negotiate import NotStateless
 from shared.backends.sse_events import iter_events
@@ -67,12 +67,14 @@ class StreamableHttpConnection(BackendConnection):
         """Request headers as wire bytes; the few distinct sets are encoded once and reused."""
         key = NAMED_METHODS.get(method or "") if self.stateless else None
         name = params.get(key) if key is not None and params else None
+        token = self.credentials() if self.credentials is not None else None
         cache_key = (
             method,
             accept,
             self.protocol_version,
             self._session_id,
             bytes(name) if isinstance(name, Raw) else name,
+            token,
         )
         head = self._heads.get(cache_key)
         if head is None:
@@ -81,6 +83,8 @@ class StreamableHttpConnection(BackendConnection):
                 headers["mcp-protocol-version"] = self.protocol_version
             if self._session_id is not None and not self.stateless:
                 headers["mcp-session-id"] = self._session_id
+            if token is not None:
+                headers["authorization"] = f"Bearer {token}"
             if self.stateless and method is not None:
                 headers["mcp-method"] = method
                 value = msgspec.json.decode(name) if isinstance(name, Raw) else name
@@ -99,6 +103,8 @@ class StreamableHttpConnection(BackendConnection):
         with translate_errors(self.server, self._url):
             response = await self._pool.request("POST", self._head(method, params), body)
             try:
+                if response.status == 401:
+                    raise auth_required(self.server, response)
                 if method == "initialize":
                     self._session_id = response.headers.get("mcp-session-id")
                 if response.status == 200 and response.content_type == "text/event-stream":
@@ -147,6 +153,8 @@ class StreamableHttpConnection(BackendConnection):
         with translate_errors(self.server, self._url):
             response = await self._pool.request("POST", self._head(None, None), body)
             payload = await response.read()
+        if response.status == 401:
+            raise auth_required(self.server, response)
         if response.status >= 300:
             raise unexpected_status(self.server, response.status, payload)
 

@@ -16,7 +16,8 @@ wire error with `error_body`, and picks the HTTP status with `http_status`.
     ├── BackendError             -32603  a backend failed; names the server
     │   ├── BackendUnavailable       not connected (yet), or died mid-call
     │   ├── BackendTimeout           no answer within the server's timeout
-    │   └── BackendBusy              maxInFlight calls running and maxQueued waiting
+    │   ├── BackendBusy              maxInFlight calls running and maxQueued waiting
+    │   └── BackendAuthRequired      the backend wants a user's token (HTTP 401)
     ├── HeaderMismatch           -32020  HTTP headers disagree with the body
     ├── MissingClientCapability  -32021
     └── UnsupportedProtocolVersion -32022
@@ -37,6 +38,7 @@ __all__ = [
     "MISSING_CLIENT_CAPABILITY",
     "PARSE_ERROR",
     "UNSUPPORTED_PROTOCOL_VERSION",
+    "BackendAuthRequired",
     "BackendBusy",
     "BackendError",
     "BackendTimeout",
@@ -163,6 +165,15 @@ class BackendTimeout(BackendError):
 
 class BackendBusy(BackendError):
     """The backend's call slots and its wait queue are full, or no slot came free in time."""
+
+
+class BackendAuthRequired(BackendError):
+    """The backend answered 401: it serves only requests that carry a user's token."""
+
+    def __init__(self, server: str, message: str, *, challenge: str = "") -> None:
+        super().__init__(server, message)
+        self.challenge = challenge
+        """Its WWW-Authenticate value (which authorization server, which scope, where its metadata is)."""
 
 
 class HeaderMismatch(GatewayError):
