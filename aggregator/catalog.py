@@ -17,7 +17,15 @@ import msgspec
 from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.records import ServerRecord
 
-__all__ = ["Catalog", "ItemRoute", "TemplateRoute", "ToolRoute"]
+__all__ = ["Catalog", "CoreItems", "ItemRoute", "TemplateRoute", "ToolRoute"]
+
+
+@dataclass(frozen=True, slots=True)
+class CoreItems:
+    """The gateway's own tools and resources, listed in every catalog beside the backends'."""
+
+    tools: tuple[dict[str, Any], ...] = ()
+    resources: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,8 @@ class ToolRoute:
     instance_arg: str | None = None
     blocked: str | None = None
     header_map: tuple[tuple[tuple[str, ...], str], ...] = ()
+    internal: bool = False
+    """The gateway's own tool (core_auth_login, ...): served here, no backend."""
 
     def server_for(self, instance: Any) -> str:
         """The backend for a call; family tools need a valid instance."""
@@ -53,6 +63,8 @@ class ToolRoute:
 class ItemRoute:
     server: str
     original: str
+    internal: bool = False
+    """The gateway's own resource (auth://status): served here, no backend."""
 
 
 @dataclass(frozen=True, slots=True)

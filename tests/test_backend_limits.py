@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from shared.backends.base import BackendConnection
+from shared.backends.discovery import health_check
 from shared.backends.factory import connect
 from shared.config import ServerSpec
 from shared.protocol.errors import BackendBusy, BackendError, BackendTimeout
 from shared.protocol.jsonrpc import Message, raw
-from worker.discovery import health_check
 
 MODERN = "2026-07-28"
 

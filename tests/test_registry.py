@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from aggregator.registry import ServerRegistry, fit_name
+from aggregator.catalog_builder import fit_name
+from aggregator.registry import ServerRegistry
 from shared.config import parse_config
 from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.records import ServerRecord

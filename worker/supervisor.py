@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 
 from shared.backends.base import BackendConnection
+from shared.backends.discovery import discover, health_check
 from shared.config import ServerSpec
 from shared.events import EventType, ToolUpdateEvent
 from shared.pool import SessionConnectionPool
@@ -23,7 +24,6 @@ from shared.protocol.vocabulary import LIST_KINDS, kinds_changed_by
 from shared.records import ServerRecord
 from shared.retry import backoff_delay
 from shared.store.protocols import FencedOut, Stores
-from worker.discovery import discover, health_check
 
 __all__ = ["BackendSupervisor"]
 
