@@ -1,4 +1,4 @@
-"""The gateway's OAuth client (`aggregator.auth.oauth_client`, `oauth_discovery`, `oauth_http`) against the testbed.
+"""The OAuth client towards backends' authorization servers (`shared.oauth.client`, `.discovery`, `.http`) against the testbed.
 
 Servers (real processes on loopback, started once for the module): A, an authorization server with a
 path issuer (`/realm-a`); B, one that trusts A's tokens for token exchange and knows the confidential
@@ -22,7 +22,7 @@ import httpx
 import msgspec
 import pytest
 
-from aggregator.auth.oauth_client import (
+from shared.oauth.client import (
     ClientRegistration,
     authorization_request,
     exchange_code,
@@ -30,7 +30,7 @@ from aggregator.auth.oauth_client import (
     refresh,
     register_client,
 )
-from aggregator.auth.oauth_discovery import (
+from shared.oauth.discovery import (
     AuthServerMetadata,
     ProtectedResource,
     authorization_server_metadata_urls,
@@ -39,14 +39,14 @@ from aggregator.auth.oauth_discovery import (
     parse_www_authenticate,
     protected_resource_metadata_urls,
 )
-from aggregator.auth.oauth_http import (
+from shared.oauth.http import (
     DiscoveryFailed,
     OAuthError,
     RefreshRefused,
     RegistrationFailed,
     TokenRequestFailed,
 )
-from aggregator.auth.tokens import TokenSet
+from shared.oauth.tokens import TokenSet
 from tests.ports import free_port
 from tests.servers.jwks import unverified
 from tests.servers.launch import RunningServer, start_http_server

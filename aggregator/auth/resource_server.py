@@ -25,9 +25,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization
 
-from aggregator.auth.oauth_discovery import discover_authorization_server
 from aggregator.auth.principal import Principal
 from aggregator.transport.http_common import ASGIApp, Receive, Scope, Send, send_bytes
+from shared.oauth.discovery import discover_authorization_server
 from shared.protocol.errors import InvalidRequest
 from shared.protocol.jsonrpc import error_response
 

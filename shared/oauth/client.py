@@ -3,7 +3,7 @@
 RFC 7591 registration of a public client; the authorization request (PKCE S256, RFC 8707
 `resource`); the code exchange; refresh (rotating or not); RFC 8693 token exchange as a
 confidential client. Every call takes the caller's httpx client (the caller closes it) and the
-metadata found by `oauth_discovery`. Errors are the `oauth_http` tree; a refresh the server
+metadata found by `shared.oauth.discovery`. Errors are the `shared.oauth.http` tree; a refresh the server
 refuses (`invalid_grant`) is `RefreshRefused`, anything else that fails a token request,
 an unreachable server included, is its parent `TokenRequestFailed`. Not here: storing tokens,
 the callback route, deciding when to refresh.
@@ -22,8 +22,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 import msgspec
 
-from aggregator.auth.oauth_discovery import AuthServerMetadata
-from aggregator.auth.oauth_http import (
+from shared.oauth.discovery import AuthServerMetadata
+from shared.oauth.http import (
     OAuthError,
     RefreshRefused,
     RegistrationFailed,
@@ -32,7 +32,7 @@ from aggregator.auth.oauth_http import (
     refusal,
     send,
 )
-from aggregator.auth.tokens import TokenSet
+from shared.oauth.tokens import TokenSet
 from shared.redact import redact_url
 
 __all__ = [

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from aggregator.auth.oauth_http import DiscoveryFailed, decode, send
+from shared.oauth.http import DiscoveryFailed, decode, send
 from shared.redact import redact_url
 
 __all__ = [
