@@ -10,9 +10,19 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["BackendState", "ServerRecord", "SessionRecord"]
+__all__ = ["AuthChallenge", "BackendState", "ServerRecord", "SessionRecord"]
 
-BackendState = Literal["up", "down"]
+BackendState = Literal["up", "down", "auth_required"]
+
+
+class AuthChallenge(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a protected backend said when it refused to serve without a user's token (RFC 9728)."""
+
+    resource: str | None = None
+    authorization_servers: list[str] = []
+    scopes: list[str] = []
+    error: str | None = None
+    """Why its authorization server could not be found, when it could not."""
 
 
 class ServerRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -25,6 +35,10 @@ class ServerRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str | None = None
     attempts: int = 0
     """While down: failed connection attempts in a row."""
+    auth: AuthChallenge | None = None
+    """While auth_required: where users get a token for it."""
+    lists: str | None = None
+    """A per-user record's reference to its lists, stored once by content (their digest)."""
     protocol_version: str | None = None
     transport: str | None = None
     server_info: dict[str, Any] = {}

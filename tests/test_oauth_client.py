@@ -1,4 +1,4 @@
-"""The OAuth client towards backends' authorization servers (`shared.oauth.client`, `.discovery`, `.http`) against the testbed.
+"""The OAuth client towards backends' authorization servers (`shared.oauth`) against the testbed.
 
 Servers (real processes on loopback, started once for the module): A, an authorization server with a
 path issuer (`/realm-a`); B, one that trusts A's tokens for token exchange and knows the confidential

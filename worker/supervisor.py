@@ -10,18 +10,23 @@ The same class runs inside the aggregator (embedded mode) or in `aggregator-work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
+
+import httpx
 
 from shared.backends.base import BackendConnection
 from shared.backends.discovery import discover, health_check
 from shared.config import ServerSpec
 from shared.events import EventType, ToolUpdateEvent
+from shared.oauth.discovery import discover_protected_resource
+from shared.oauth.http import OAuthError
 from shared.pool import SessionConnectionPool
-from shared.protocol.errors import GatewayError
+from shared.protocol.errors import BackendAuthRequired, GatewayError
 from shared.protocol.vocabulary import LIST_KINDS, kinds_changed_by
-from shared.records import ServerRecord
+from shared.records import AuthChallenge, ServerRecord
 from shared.retry import backoff_delay
 from shared.store.protocols import FencedOut, Stores
 
@@ -58,6 +63,7 @@ class BackendSupervisor:
         self.origin = origin
         self._watches = {name: _Watch() for name in self.specs}
         self._up: set[str] = set()
+        self._protected: dict[str, AuthChallenge] = {}
 
     async def run(self) -> None:
         """Supervise every backend until cancelled."""
@@ -90,6 +96,13 @@ class BackendSupervisor:
                 await self._announce(record, "registered")
                 await self._watch(spec, conn, record)
                 reason = f"connection lost: {conn.lost_reason}"
+            except BackendAuthRequired as exc:
+                await self.pool.evict(spec.name)
+                await self._announce_protected(spec, exc, watch)
+                watch.wake.clear()
+                with contextlib.suppress(TimeoutError):  # it stays protected until its configuration changes
+                    await asyncio.wait_for(watch.wake.wait(), self.health_interval)
+                continue
             except GatewayError as exc:
                 reason = exc.message
             except OSError as exc:
@@ -142,6 +155,7 @@ class BackendSupervisor:
     async def _announce(self, record: ServerRecord, kind: EventType, changed: tuple[str, ...] = ()) -> None:
         await self.stores.capabilities.put(record)
         self._up.add(record.server)
+        self._protected.pop(record.server, None)
         if kind == "capabilities_changed" and not changed:
             return
         await self.stores.events.publish(
@@ -156,6 +170,33 @@ class BackendSupervisor:
             len(record.resources),
             extra={"server": record.server},
         )
+
+    async def _announce_protected(self, spec: ServerSpec, refusal: BackendAuthRequired, watch: _Watch) -> None:
+        """A backend that needs a user's token: its tools show per user, once a user has one."""
+        assert spec.url is not None
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                found = await discover_protected_resource(http, spec.url, refusal.challenge)
+            challenge = AuthChallenge(
+                resource=found.resource,
+                authorization_servers=list(found.authorization_servers),
+                scopes=list(found.scopes_supported),
+            )
+        except OAuthError as exc:
+            challenge = AuthChallenge(error=str(exc))
+        if self._protected.get(spec.name) == challenge:
+            return  # announced already, unchanged
+        if spec.name not in self._protected:
+            watch.since = time.time()
+        record = ServerRecord(
+            server=spec.name, state="auth_required", since=watch.since, auth=challenge, updated_at=time.time()
+        )
+        kind: EventType = "deregistered" if spec.name in self._up else "status_changed"
+        await self.stores.capabilities.put(record)
+        self._up.discard(spec.name)
+        self._protected[spec.name] = challenge
+        await self.stores.events.publish(ToolUpdateEvent(type=kind, server=spec.name, origin=self.origin))
+        log.info("backend %s needs a user's token; its tools show per user", spec.name, extra={"server": spec.name})
 
     async def _announce_down(self, server: str, reason: str, watch: _Watch) -> None:
         """Record the failed attempt; every replica shows the error from the first one on."""
