@@ -27,6 +27,7 @@ __all__ = [
     "MemoryRateLimiter",
     "MemorySessionStore",
     "MemoryStores",
+    "MemoryValueStore",
 ]
 
 Clock = Callable[[], float]
@@ -272,6 +273,34 @@ class MemoryKeyStore:
         return key
 
 
+class MemoryValueStore:
+    """One process: no await between a read and a write, so `take` and `put_if_absent` are atomic.
+
+    Values are copied in (`bytes(value)`): a caller's bytearray, which the types admit as bytes, stays theirs.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._data: _Expiring[str, bytes] = _Expiring(clock)
+
+    async def put(self, key: str, value: bytes, *, ttl: float) -> None:
+        self._data.set(key, bytes(value), ttl)
+
+    async def get(self, key: str) -> bytes | None:
+        return self._data.get(key)
+
+    async def take(self, key: str) -> bytes | None:
+        return self._data.pop(key)
+
+    async def delete(self, key: str) -> bool:
+        return self._data.pop(key) is not None
+
+    async def put_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
+        if self._data.get(key) is not None:
+            return False
+        self._data.set(key, bytes(value), ttl)
+        return True
+
+
 class MemoryStores:
     kind = "memory"
 
@@ -284,6 +313,7 @@ class MemoryStores:
         self.events = MemoryEventBus()
         self.messages = MemoryMessageBus()
         self.keys = MemoryKeyStore(clock)
+        self.values = MemoryValueStore(clock)
 
     async def ping(self) -> None:
         return None

@@ -33,6 +33,7 @@ __all__ = [
     "SessionStore",
     "StoreUnavailable",
     "Stores",
+    "ValueStore",
 ]
 
 GLOBAL_SCOPE = "*"
@@ -186,6 +187,32 @@ class KeyStore(Protocol):
         ...
 
 
+class ValueStore(Protocol):
+    """Small values every replica shares (OAuth flow state, short locks, sealed tokens).
+
+    Keys are the caller's strings (the store namespaces them); values are bytes. Every value
+    expires `ttl` seconds (> 0) after it was last written; an absent or expired key reads as
+    None, and `delete` of one returns False. `take` and `put_if_absent` are atomic across
+    replicas: of concurrent callers, exactly one takes the value, or sets it.
+    """
+
+    async def put(self, key: str, value: bytes, *, ttl: float) -> None: ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def take(self, key: str) -> bytes | None:
+        """Get and delete in one step: exactly one caller gets the value (OAuth `state`, one-time codes)."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove the value; False when there was none."""
+        ...
+
+    async def put_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
+        """Set unless a value is present; True when set (a short lock, e.g. one refresh per token at a time)."""
+        ...
+
+
 class Stores(Protocol):
     """Every store one process uses, opened and closed together."""
 
@@ -207,6 +234,8 @@ class Stores(Protocol):
     def messages(self) -> MessageBus: ...
     @property
     def keys(self) -> KeyStore: ...
+    @property
+    def values(self) -> ValueStore: ...
 
     async def ping(self) -> None:
         """Raise if the backing service cannot be reached."""

@@ -13,6 +13,7 @@ Key layout (all under the namespace, default `mcpagg`; see docs/architecture.md)
     {ns}:events                 pub/sub channel of ToolUpdateEvents
     {ns}:msg:{channel}          pub/sub channels between replicas (MessageBus)
     {ns}:key:{name}:{id}        str   a shared secret (KeyStore), expires with its period
+    {ns}:val:{key}              str   a ValueStore value (bytes as given), expires after its ttl
 
 Redis errors leave this module as StoreUnavailable, naming the URL's host and the cause.
 """
@@ -42,7 +43,8 @@ from shared.store.protocols import (
     FencedOut,
     StoreUnavailable,
 )
-from shared.store.redis_scripts import ALLOW, FENCED_PUT, PUBLISH, REMAINING, SHARED_KEY
+from shared.store.redis_keys import RedisKeys
+from shared.store.redis_scripts import ALLOW, FENCED_PUT, PUBLISH, REMAINING, SHARED_KEY, TAKE
 
 __all__ = ["RedisStores", "open_redis_stores"]
 
@@ -50,49 +52,15 @@ _record_decoder = msgspec.json.Decoder(ServerRecord)
 _session_decoder = msgspec.json.Decoder(SessionRecord)
 _encode = msgspec.json.Encoder().encode
 
-class _Keys:
-    """One function per kind of key."""
-
-    def __init__(self, namespace: str) -> None:
-        self.ns = namespace
-
-    def capabilities(self, scope: str) -> str:
-        return f"{self.ns}:cap:{scope}"
-
-    def session(self, session_id: str) -> str:
-        return f"{self.ns}:session:{session_id}"
-
-    def blocks(self) -> str:
-        return f"{self.ns}:blocks"
-
-    def window(self, key: str) -> str:
-        return f"{self.ns}:rl:{key}"
-
-    def auth(self, server: str) -> str:
-        return f"{self.ns}:auth:{server}"
-
-    def auth_servers(self) -> str:
-        return f"{self.ns}:auth:servers"
-
-    def version(self) -> str:
-        return f"{self.ns}:events:version"
-
-    def events(self) -> str:
-        return f"{self.ns}:events"
-
-    def epoch(self) -> str:
-        return f"{self.ns}:events:epoch"
-
-    def message(self, channel: str) -> str:
-        return f"{self.ns}:msg:{channel}"
-
-    def shared_key(self, name: str, key_id: str) -> str:
-        return f"{self.ns}:key:{name}:{key_id}"
-
 
 def _text(value: bytes | str) -> str:
     """A reply as text (the client returns bytes; its type stubs allow str)."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    """A reply as bytes (the client returns bytes; its type stubs allow str)."""
+    return value.encode() if isinstance(value, str) else value
 
 
 @contextlib.contextmanager
@@ -111,7 +79,9 @@ def _translated(where: str) -> Iterator[None]:
 
 
 class _Part:
-    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: RedisKeys, where: str, fence: tuple[str, str] | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
         self.where = where
@@ -119,7 +89,9 @@ class _Part:
 
 
 class RedisCapabilityStore(_Part):
-    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: RedisKeys, where: str, fence: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(client, keys, where, fence)
         self._fenced_put = client.register_script(FENCED_PUT)
 
@@ -189,7 +161,7 @@ class RedisBlockStore(_Part):
 
 
 class RedisRateLimiter(_Part):
-    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, where: str) -> None:
         super().__init__(client, keys, where)
         self._allow = client.register_script(ALLOW)
         self._remaining = client.register_script(REMAINING)
@@ -242,7 +214,9 @@ def _metrics(server: str, data: Mapping[bytes | str, bytes | str]) -> AuthServer
 
 
 class RedisEventBus(_Part):
-    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str, fence: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: RedisKeys, where: str, fence: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(client, keys, where, fence)
         self._publish = client.register_script(PUBLISH)
 
@@ -311,7 +285,7 @@ class RedisMessageBus(_Part):
 
 
 class RedisKeyStore(_Part):
-    def __init__(self, client: aioredis.Redis, keys: _Keys, where: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, where: str) -> None:
         super().__init__(client, keys, where)
         self._shared_key = client.register_script(SHARED_KEY)
 
@@ -323,6 +297,39 @@ class RedisKeyStore(_Part):
         return bytes(key)
 
 
+class RedisValueStore(_Part):
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, where: str) -> None:
+        super().__init__(client, keys, where)
+        self._take = client.register_script(TAKE)
+
+    async def put(self, key: str, value: bytes, *, ttl: float) -> None:
+        with _translated(self.where):
+            await self.client.set(self.keys.value(key), value, px=_milliseconds(ttl))
+
+    async def get(self, key: str) -> bytes | None:
+        with _translated(self.where):
+            value = await self.client.get(self.keys.value(key))
+        return _bytes(value) if value is not None else None
+
+    async def take(self, key: str) -> bytes | None:
+        with _translated(self.where):
+            value = await self._take(keys=[self.keys.value(key)])
+        return _bytes(value) if value is not None else None
+
+    async def delete(self, key: str) -> bool:
+        with _translated(self.where):
+            return bool(await self.client.delete(self.keys.value(key)))
+
+    async def put_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
+        with _translated(self.where):
+            return bool(await self.client.set(self.keys.value(key), value, px=_milliseconds(ttl), nx=True))
+
+
+def _milliseconds(ttl: float) -> int:
+    """A ttl as Redis wants it: whole milliseconds, at least one."""
+    return max(1, int(ttl * 1000))
+
+
 class RedisStores:
     kind = "redis"
 
@@ -331,7 +338,7 @@ class RedisStores:
     ) -> None:
         self.client = client
         self.namespace = namespace
-        keys = _Keys(namespace)
+        keys = RedisKeys(namespace)
         self.capabilities = RedisCapabilityStore(client, keys, where, fence)
         self.sessions = RedisSessionStore(client, keys, where)
         self.blocks = RedisBlockStore(client, keys, where)
@@ -340,6 +347,7 @@ class RedisStores:
         self.events = RedisEventBus(client, keys, where, fence)
         self.messages = RedisMessageBus(client, keys, where)
         self.keys = RedisKeyStore(client, keys, where)
+        self.values = RedisValueStore(client, keys, where)
         self.where = where
         self._owns_client = fence is None
 

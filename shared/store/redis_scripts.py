@@ -5,7 +5,7 @@ A script runs atomically on the server; they are registered once per client (EVA
 
 from __future__ import annotations
 
-__all__ = ["ALLOW", "FENCED_PUT", "PUBLISH", "REMAINING", "SHARED_KEY"]
+__all__ = ["ALLOW", "FENCED_PUT", "PUBLISH", "REMAINING", "SHARED_KEY", "TAKE"]
 
 # Sliding-window rate limit, atomically.
 # KEYS[1] = the window's sorted set
@@ -66,4 +66,13 @@ return 1
 SHARED_KEY = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 return redis.call('GET', KEYS[1])
+"""
+
+# Get and delete in one step, so of concurrent takers exactly one gets the value (GETDEL needs Redis 6.2).
+# KEYS[1] = the value's key; no ARGV
+# Returns the value, or nil when there is none.
+TAKE = """
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('DEL', KEYS[1]) end
+return value
 """

@@ -151,3 +151,55 @@ async def test_shared_keys_are_the_same_for_every_caller_until_they_expire(store
     assert await stores.keys.shared_key("other", "7", ttl=0.3) != first
     await asyncio.sleep(0.45)
     assert await stores.keys.shared_key("seal", "7", ttl=0.3) != first
+
+
+async def test_values_round_trip_any_bytes_and_a_miss_is_none(stores: Stores) -> None:
+    values = stores.values
+    await values.put("flow:1", b"\x00\xff state", ttl=5)
+    assert await values.get("flow:1") == b"\x00\xff state"
+    await values.put("flow:1", b"replaced", ttl=5)
+    assert await values.get("flow:1") == b"replaced"
+    assert await values.get("flow:2") is None
+    assert await values.take("flow:2") is None
+
+
+async def test_values_expire_after_their_ttl(stores: Stores) -> None:
+    values = stores.values
+    await values.put("short", b"a", ttl=0.2)
+    assert not await values.put_if_absent("short", b"b", ttl=0.2)
+    await asyncio.sleep(0.35)
+    assert await values.get("short") is None
+    assert await values.take("short") is None
+    assert await values.put_if_absent("short", b"c", ttl=5)
+    assert await values.get("short") == b"c"
+
+
+async def _connections_ready(stores: Stores, count: int) -> None:
+    """Open `count` connections first, so concurrent callers really overlap (not queue behind a connect)."""
+    await asyncio.gather(*(stores.values.get("warm-up") for _ in range(count)))
+
+
+async def test_values_take_gives_the_value_to_exactly_one_of_concurrent_takers(stores: Stores) -> None:
+    await _connections_ready(stores, 20)
+    await stores.values.put("state:once", b"verifier", ttl=5)
+    results = await asyncio.gather(*(stores.values.take("state:once") for _ in range(20)))
+    assert [r for r in results if r is not None] == [b"verifier"]
+    assert await stores.values.get("state:once") is None
+
+
+async def test_values_put_if_absent_sets_for_exactly_one_of_concurrent_callers(stores: Stores) -> None:
+    await _connections_ready(stores, 20)
+    results = await asyncio.gather(
+        *(stores.values.put_if_absent("lock:refresh", str(i).encode(), ttl=5) for i in range(20))
+    )
+    assert sum(results) == 1
+    assert await stores.values.get("lock:refresh") == str(results.index(True)).encode()
+
+
+async def test_values_delete_says_whether_the_key_existed(stores: Stores) -> None:
+    values = stores.values
+    await values.put("gone", b"x", ttl=5)
+    assert await values.delete("gone")
+    assert await values.get("gone") is None
+    assert not await values.delete("gone")
+    assert await values.put_if_absent("gone", b"y", ttl=5)
