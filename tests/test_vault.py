@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from aggregator.auth.vault import TokenSet, TokenVault
+from aggregator.auth.vault import TokenVault
 from shared.crypto import TokenCipher
+from shared.oauth.tokens import TokenSet
 from shared.store.memory import MemoryStores
 from shared.store.protocols import Stores
 from shared.store.redis import open_redis_stores

@@ -15,23 +15,12 @@ import logging
 import msgspec
 
 from shared.crypto import TokenCipher, TokenCipherError
+from shared.oauth.tokens import TokenSet
 from shared.store.protocols import ValueStore
 
-__all__ = ["TokenSet", "TokenVault"]
+__all__ = ["TokenVault"]
 
 log = logging.getLogger("aggregator.auth")
-
-
-class TokenSet(msgspec.Struct, kw_only=True, frozen=True):
-    """What an authorization server issued to one user for one backend."""
-
-    access_token: str
-    refresh_token: str | None = None
-    expires_at: float | None = None  # wall clock (time.time())
-    scope: str | None = None
-    token_type: str = "Bearer"
-    issuer: str | None = None
-    client_id: str | None = None  # the client the tokens were issued to (a refresh needs it)
 
 
 _encode = msgspec.msgpack.Encoder().encode

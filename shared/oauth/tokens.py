@@ -8,7 +8,7 @@ import msgspec
 __all__ = ["TokenSet"]
 
 
-class TokenSet(msgspec.Struct, kw_only=True):
+class TokenSet(msgspec.Struct, kw_only=True, frozen=True):
     access_token: str
     refresh_token: str | None = None
     expires_at: float | None = None  # wall clock
