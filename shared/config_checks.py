@@ -196,6 +196,11 @@ def _check_auth(config: Config, server_paths: tuple[str, ...]) -> Iterator[str]:
             exchange = auth.token_exchange
             if not _http_url(exchange.token_endpoint):
                 yield f"{at}.auth.tokenExchange.tokenEndpoint: {exchange.token_endpoint!r} must be an http(s) URL"
+            if exchange.client_secret_env is None:
+                yield (
+                    f"{at}.auth.tokenExchange.clientSecretEnv: required: the gateway authenticates its exchanges "
+                    "(name the environment variable that holds the client secret)"
+                )
             yield from _check_secret(f"{at}.auth.tokenExchange.clientSecretEnv", exchange.client_secret_env)
         yield from _check_secret(f"{at}.auth.clientSecretEnv", auth.client_secret_env)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.backends.base import BackendConnection, NotificationHandler
+from shared.backends.base import BackendConnection, Credentials, NotificationHandler
 from shared.backends.factory import connect
 from shared.config import ServerSpec
 from shared.protocol.errors import BackendUnavailable, GatewayError
@@ -24,6 +25,10 @@ __all__ = ["ConnectionHealth", "SessionConnectionPool"]
 
 log = logging.getLogger("shared.pool")
 
+_MAX_USER_CONNECTIONS = 2000
+_USER_IDLE_TIMEOUT = 3600.0  # an idle per-user connection is closed after an hour
+CredentialsFor = Callable[[str, str], Credentials | None]
+"""(scope, server) -> the token source of that per-user connection."""
 _FAILURE_MEMORY = 2.0  # seconds a failed lazy connect is remembered, so a flood of calls does not respawn
 
 
@@ -55,11 +60,18 @@ class SessionConnectionPool:
         self._failures: dict[tuple[str, str], tuple[float, GatewayError]] = {}
         self._health: dict[tuple[str, str], ConnectionHealth] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._used: OrderedDict[tuple[str, str], float] = OrderedDict()  # per-user connections, least recent first
+        self.credentials: CredentialsFor | None = None
+        """Token sources of per-user connections (set by whoever knows the users' tokens)."""
+        self.max_user_connections = _MAX_USER_CONNECTIONS
+        self.user_idle_timeout = _USER_IDLE_TIMEOUT
 
     async def get(self, server: str, scope: str = GLOBAL_SCOPE) -> BackendConnection:
         """The live connection, opened on first use (replicas connect lazily)."""
         conn = self._connections.get((scope, server))
         if conn is not None and conn.alive:
+            if scope != GLOBAL_SCOPE:
+                self._touch((scope, server))
             return conn
         key = (scope, server)
         failure = self._failures.get(key)
@@ -99,8 +111,14 @@ class SessionConnectionPool:
         spec = self.specs.get(server)
         if spec is None:
             raise BackendUnavailable(server, f"no backend named {server!r} is configured")
+        scope = key[0]
+        credentials = (
+            self.credentials(scope, server) if self.credentials is not None and scope != GLOBAL_SCOPE else None
+        )
         try:
-            conn = await connect(spec, on_notification=self.on_notification, on_lost=self._lost)
+            conn = await connect(
+                spec, on_notification=self.on_notification, on_lost=self._lost, credentials=credentials
+            )
         except GatewayError as exc:
             self._failed(key, exc)
             raise
@@ -111,6 +129,10 @@ class SessionConnectionPool:
         self._failures.pop(key, None)
         self._health[key] = ConnectionHealth("up", time.time())
         self._connections[key] = conn
+        if scope != GLOBAL_SCOPE:
+            self._touch(key)
+            while len(self._used) > self.max_user_connections:  # the least recently used user's goes
+                self._spawn_close(self._used.popitem(last=False)[0])
         log.info(
             "connected to backend %s over %s (protocol %s)",
             server,
@@ -128,7 +150,25 @@ class SessionConnectionPool:
         else:
             self._health[key] = ConnectionHealth("down", time.time(), error.message, 1)
 
+    async def reap(self) -> None:
+        """Close per-user connections nobody used for `user_idle_timeout` seconds (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(min(60.0, self.user_idle_timeout / 2))
+            horizon = time.monotonic() - self.user_idle_timeout
+            while self._used and next(iter(self._used.values())) < horizon:
+                self._spawn_close(self._used.popitem(last=False)[0])
+
+    def _touch(self, key: tuple[str, str]) -> None:
+        self._used[key] = time.monotonic()
+        self._used.move_to_end(key)
+
+    def _spawn_close(self, key: tuple[str, str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._discard(key))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def _discard(self, key: tuple[str, str]) -> None:
+        self._used.pop(key, None)
         conn = self._connections.pop(key, None)
         if conn is not None:
             await conn.aclose()

@@ -268,8 +268,10 @@ def _token_set(
     answer: _TokenResponse, *, issuer: str | None, client_id: str, refresh_token: str | None = None
 ) -> TokenSet:
     """What the gateway keeps of a token response; `refresh_token` stands in when the answer carries none."""
-    expires_at = None if answer.expires_in is None else time.time() + answer.expires_in
+    now = time.time()
+    expires_at = None if answer.expires_in is None else now + answer.expires_in
     return TokenSet(
+        issued_at=now,
         access_token=answer.access_token,
         refresh_token=answer.refresh_token or refresh_token,
         expires_at=expires_at,
