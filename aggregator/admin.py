@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
+from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aggregator.gateway import Gateway
 from shared.events import ToolUpdateEvent
-from shared.store.protocols import StoreUnavailable
+from shared.store.protocols import AuthServerMetrics, StoreUnavailable
 
 __all__ = ["admin_routes", "set_tool_block"]
 
@@ -86,8 +89,48 @@ def admin_routes(gateway: Gateway, token: str) -> list[Route]:
         _, body = await gateway.readiness()
         return JSONResponse(body)
 
+    async def auth_metrics(request: Request) -> Response:
+        """The seed's AuthMetricsSummary, cluster-wide (from the store)."""
+        if not authorized(request):
+            return denied()
+        try:
+            per_server = await gateway.stores.auth_metrics.all()
+        except StoreUnavailable as exc:
+            return JSONResponse({"error": f"the shared store is unavailable ({exc}); retry when it is up"}, 503)
+        return JSONResponse(auth_summary(per_server))
+
     return [
         Route("/admin/tools", tools, methods=["GET"]),
         Route("/admin/tools/{name}/{action}", toggle, methods=["POST"]),
         Route("/admin/servers", servers, methods=["GET"]),
+        Route("/admin/auth/metrics", auth_metrics, methods=["GET"]),
     ]
+
+
+def auth_summary(per_server: list[AuthServerMetrics]) -> dict[str, Any]:
+    """AuthMetricsSummary: totals over every backend, and each backend's counters (times as RFC 3339)."""
+    views = [
+        {
+            key: _rfc3339(value) if key.startswith("last_") else value
+            for key, value in msgspec.structs.asdict(metrics).items()
+            if value is not None
+        }
+        for metrics in per_server
+    ]
+
+    def total(field: str) -> int:
+        return sum(int(getattr(metrics, field)) for metrics in per_server)
+
+    return {
+        "total_login_attempts": total("login_attempts"),
+        "total_login_successes": total("login_successes"),
+        "total_login_failures": total("login_failures"),
+        "total_rate_limit_blocks": total("rate_limit_blocks"),
+        "total_logout_attempts": total("logout_attempts"),
+        "total_logout_successes": total("logout_successes"),
+        "per_server_metrics": views,
+    }
+
+
+def _rfc3339(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from aggregator.admin import admin_routes
@@ -77,6 +77,8 @@ class GatewayApp:
             inner = BearerAuth(inner, verifier, paths=_MCP_PATHS, metadata_url=metadata_url)
             for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"):
                 routes.append(Route(path, self._resource_metadata, methods=["GET"]))
+        if any(spec.auth is not None for spec in config.mcp_servers):
+            routes.append(Route("/oauth/callback", self._oauth_callback, methods=["GET"]))
         self._starlette = Starlette(routes=routes, lifespan=self._lifespan)
         self._app = check_host_and_origin(inner, settings)
 
@@ -134,6 +136,14 @@ class GatewayApp:
         )
         return JSONResponse(metadata, headers={"cache-control": "public, max-age=300"})
 
+    async def _oauth_callback(self, request: Request) -> Response:
+        """Where a backend's authorization server sends the user's browser back after signing in."""
+        sign_in = self.gateway.server.sign_in if self.gateway is not None else None
+        if sign_in is None:
+            return Response("The gateway is starting; retry the link shortly.", status_code=503)
+        status, page = await sign_in.callback(dict(request.query_params))
+        return HTMLResponse(page, status_code=status, headers={"cache-control": "no-store"})
+
     async def _healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
@@ -147,4 +157,3 @@ class GatewayApp:
         if self.gateway is None:
             return Response(status_code=503)
         return Response(self.gateway.telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-

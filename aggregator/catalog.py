@@ -8,6 +8,7 @@ pages whose cursors say which list and where to go on.
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,9 @@ from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, Un
 from shared.records import ServerRecord
 
 __all__ = ["Catalog", "CoreItems", "ItemRoute", "TemplateRoute", "ToolRoute"]
+
+
+_SERIALS = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,8 @@ class Catalog:
     """One consistent view of everything exposed; replaced whole on every change."""
 
     version: int = 0
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+    """Unique per catalog built (views of one version share it, serials tell them apart)."""
     tools: list[dict[str, Any]] = field(default_factory=list)
     prompts: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)

@@ -16,9 +16,18 @@ import socket
 import time
 from typing import Any
 
+import httpx
 import msgspec
 
+from aggregator.auth.auth_events import AuthEvents
+from aggregator.auth.backend_clients import BackendClients
+from aggregator.auth.sign_in import CORE_RESOURCES, CORE_TOOLS, SignIn
+from aggregator.auth.user_backends import UserBackends
+from aggregator.auth.user_records import UserRecords
+from aggregator.auth.vault import TokenVault
+from aggregator.catalog import CoreItems
 from aggregator.client_requests import ClientRequests
+from aggregator.forwarding import Forwarder
 from aggregator.handlers import AggregatorServer
 from aggregator.input_required import InputBroker
 from aggregator.notifications import NotificationHub
@@ -31,6 +40,9 @@ from aggregator.router import Router
 from aggregator.state_seal import StateSeal
 from shared.backends.base import BackendConnection
 from shared.config import Config
+from shared.crypto import ENV_VAR as TOKEN_KEY_VARIABLE
+from shared.crypto import TokenCipher
+from shared.events import ToolUpdateEvent
 from shared.pool import SessionConnectionPool
 from shared.protocol.jsonrpc import Params
 from shared.store.protocols import Stores
@@ -59,7 +71,10 @@ class Gateway:
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}"
         self.telemetry = telemetry or Telemetry()
         self.closing = asyncio.Event()
-        self.registry = ServerRegistry(config.aggregator, config.mcp_servers)
+        self.specs = {spec.name: spec for spec in config.mcp_servers}
+        self.protected = {name: spec for name, spec in self.specs.items() if spec.auth is not None}
+        core = CoreItems(CORE_TOOLS, CORE_RESOURCES) if self.protected else None
+        self.registry = ServerRegistry(config.aggregator, config.mcp_servers, core=core)
         self.hub = NotificationHub(max_streams=self.settings.max_streams)
         self.registry.on_change(self.hub.lists_changed)
         self.link = ReplicaLink(stores.messages)
@@ -68,12 +83,14 @@ class Gateway:
         )
         self.streams = SessionStreams(self.link, self.hub, self.sessions)
         self.requests = ClientRequests(self.link)
-        specs = {spec.name: spec for spec in config.mcp_servers}
-        self.pool = SessionConnectionPool(specs, on_notification=self._backend_notification, on_lost=self._backend_lost)
+        self.pool = SessionConnectionPool(
+            self.specs, on_notification=self._backend_notification, on_lost=self._backend_lost
+        )
         seal = StateSeal(stores.keys, name="requestState", tag=self.link.tag)
         self.broker = InputBroker(seal=seal, link=self.link)
+        self.forwarder = Forwarder(self.pool, self.broker)
         self.server = AggregatorServer(
-            config, self.registry, self.pool, self.sessions, self.streams, self.telemetry, self.broker
+            config, self.registry, self.pool, self.sessions, self.streams, self.telemetry, self.forwarder
         )
         self.router = Router(self.server)
         self.sync = RegistrySync(self.registry, stores, on_epoch=self.sessions.epoch_seen)
@@ -89,13 +106,17 @@ class Gateway:
             else None
         )
         # A cluster replica keeps its own connections (and stdio processes) open from the start.
-        self.connections = None if control_plane else ReplicaConnections(self.pool, specs)
+        shared = [name for name in self.specs if name not in self.protected]  # protected ones: per user
+        self.connections = None if control_plane else ReplicaConnections(self.pool, shared)
+        self._oauth_http: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.telemetry.watch_backends(self._backend_states)
 
     async def start(self) -> None:
         """Start syncing (and, embedded, supervising); wait until the first backends answered."""
+        if self.protected:
+            await self._start_auth()
         self._tasks.append(asyncio.create_task(self.sync.run(), name="registry-sync"))
         self._tasks.append(asyncio.create_task(self.link.run(), name="replica-link"))
         self._tasks.append(asyncio.create_task(self.sessions.keep(), name="sessions"))
@@ -131,7 +152,50 @@ class Gateway:
         self.requests.cancel_all()
         await self.broker.aclose()
         await self.pool.drain_all()
+        if self._oauth_http is not None:
+            await self._oauth_http.aclose()
         self.telemetry.shutdown()
+
+    async def _start_auth(self) -> None:
+        """The parts that give users their own protected backends (see aggregator/auth/)."""
+        stores = self.stores
+        cipher = await TokenCipher.open(stores.keys, os.environ.get(TOKEN_KEY_VARIABLE))
+        self._oauth_http = http = httpx.AsyncClient(timeout=15.0)
+        vault = TokenVault(stores.values, cipher)
+        clients = BackendClients(http, stores.values, self.registry, f"{self.settings.base_url}/oauth/callback")
+        users = UserBackends(
+            self.specs,
+            registry=self.registry,
+            pool=self.pool,
+            records=UserRecords(stores.capabilities, stores.values),
+            vault=vault,
+            clients=clients,
+            values=stores.values,
+            http=http,
+        )
+        users.announce = self._announce_user
+        self.sync.on_user_changed = self._user_changed
+        self.forwarder.users = users
+        self.server.sign_in = SignIn(
+            self.specs,
+            self.settings,
+            users=users,
+            clients=clients,
+            vault=vault,
+            cipher=cipher,
+            values=stores.values,
+            rate_limiter=stores.rate_limiter,
+            metrics=AuthEvents(stores.auth_metrics, self.telemetry),
+        )
+        self._tasks.append(asyncio.create_task(self.pool.reap(), name="user-connection-reaper"))
+
+    async def _announce_user(self, key: str) -> None:
+        await self.stores.events.publish(ToolUpdateEvent(type="user_changed", user=key, origin=self.replica_id))
+
+    def _user_changed(self, key: str) -> None:
+        subject = self.forwarder.users.forget_user(key) if self.forwarder.users is not None else None
+        if subject is not None:
+            self.hub.lists_changed({"tools", "prompts", "resources"}, subject=subject)
 
     # -- backends -------------------------------------------------------------------------------
 

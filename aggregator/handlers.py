@@ -7,7 +7,6 @@ GatewayError; the router turns that into a JSON-RPC error.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -16,20 +15,26 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
+from aggregator.auth.sign_in import SignIn
+from aggregator.auth.user_backends import UserBackends
 from aggregator.calls import CallContext
-from aggregator.catalog import ItemRoute, ToolRoute
-from aggregator.input_required import InputBroker, drive_input_required, is_gateway_state
+from aggregator.catalog import Catalog, ItemRoute, ToolRoute
+from aggregator.forwarding import Forwarder, backend_error, stamp
 from aggregator.protocol.sessions import SessionManager
 from aggregator.protocol.stateless import SUPPORTED_VERSIONS
 from aggregator.registry import ServerRegistry
-from aggregator.relay import RelaySink
 from aggregator.replica_link import SessionStreams
-from shared.backends.base import BackendConnection
 from shared.config import Config
 from shared.pool import SessionConnectionPool
 from shared.protocol import versions as v
-from shared.protocol.errors import BackendError, GatewayError, HeaderMismatch, InvalidParams, error_from_wire
-from shared.protocol.jsonrpc import Message, Params, param_str, raw
+from shared.protocol.errors import (
+    BackendError,
+    GatewayError,
+    HeaderMismatch,
+    InvalidParams,
+    UnknownTool,
+)
+from shared.protocol.jsonrpc import Params, param_str, raw
 from shared.protocol.vocabulary import LOG_LEVELS, decode_header_value, kind_for_method
 from shared.telemetry import Telemetry
 
@@ -48,9 +53,6 @@ CAPABILITIES_OFFERED_TO_CLIENTS: dict[str, Any] = {
 UNKNOWN_TOOL = "unknown"
 """The one label under which calls to names the catalog does not know are counted."""
 
-_COMPLETE = b'"resultType":"complete"'
-_CACHE_HINT = b'"ttlMs":0,"cacheScope":"private"'
-
 
 class AggregatorServer:
     def __init__(
@@ -61,7 +63,7 @@ class AggregatorServer:
         sessions: SessionManager,
         streams: SessionStreams,
         telemetry: Telemetry,
-        broker: InputBroker,
+        forwarder: Forwarder,
     ) -> None:
         self.config = config
         self.settings = config.aggregator
@@ -70,8 +72,14 @@ class AggregatorServer:
         self.sessions = sessions
         self.streams = streams
         self.telemetry = telemetry
-        self.broker = broker
+        self.forwarder = forwarder
+        self.sign_in: SignIn | None = None
         self._list_cache: dict[tuple[int, str, str | None, bool], Raw] = {}
+
+    @property
+    def users(self) -> UserBackends | None:
+        """Set (on the forwarder) when some backend needs users' own tokens: each user then sees their own catalog."""
+        return self.forwarder.users
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -121,13 +129,19 @@ class AggregatorServer:
 
     # -- lists ------------------------------------------------------------------------------------
 
+    async def catalog(self, ctx: CallContext) -> Catalog:
+        """What the caller sees: the shared catalog, or (protected backends configured) the user's own."""
+        if self.users is None or ctx.principal is None:
+            return self.registry.catalog
+        return await self.users.view(ctx.principal)
+
     async def list_items(self, ctx: CallContext, params: Params) -> Raw:
         list_kind = kind_for_method(ctx.method)
         assert list_kind is not None, "the method table routes only list methods here"
         kind = list_kind.key
         cursor = param_str(params, "cursor", required=False)
-        catalog = self.registry.catalog
-        key = (catalog.version, kind, cursor, ctx.stateless)
+        catalog = await self.catalog(ctx)
+        key = (catalog.serial, kind, cursor, ctx.stateless)
         cached = self._list_cache.get(key)
         if cached is not None:
             return cached
@@ -136,8 +150,9 @@ class AggregatorServer:
         if next_cursor is not None:
             result["nextCursor"] = next_cursor
         if ctx.stateless:
-            result.update(resultType="complete", ttlMs=self.settings.list_ttl_ms, cacheScope="public")
-        if len(self._list_cache) > 256 or (self._list_cache and next(iter(self._list_cache))[0] != catalog.version):
+            scope = "public" if self.users is None else "private"  # per-user lists must not be shared by caches
+            result.update(resultType="complete", ttlMs=self.settings.list_ttl_ms, cacheScope=scope)
+        if len(self._list_cache) > 256:
             self._list_cache.clear()
         encoded = self._list_cache[key] = raw(result)
         return encoded
@@ -149,17 +164,23 @@ class AggregatorServer:
         assert name is not None
         started = time.perf_counter()
         server, outcome = "-", "error"
-        catalog = self.registry.catalog
+        catalog = await self.catalog(ctx)
         # Metric labels and log fields take only names the catalog knows: a client must not mint series.
         label = name if name in catalog.tool_routes else UNKNOWN_TOOL
         try:
-            route = catalog.tool(name)
+            route = self._tool(catalog, name)
+            if route.internal:
+                assert self.sign_in is not None
+                arguments = _decode_object(params.get("arguments"), "arguments")
+                answer = await self.sign_in.call(name, ctx.principal, arguments)
+                outcome = "tool_error" if answer.get("isError") else "ok"
+                return raw(answer | _complete(ctx))
             server = self._route_arguments(route, params)
             if route.header_map and ctx.param_headers is not None:
                 _check_param_headers(route, params, ctx.param_headers)
             params["name"] = raw(route.original)
             try:
-                result = await self._forward(ctx, server, "tools/call", params, binding=f"tools/call:{name}")
+                result = await self.forwarder.forward(ctx, server, "tools/call", params, binding=f"tools/call:{name}")
             except BackendError as exc:
                 outcome = "backend_error"
                 return raw({"content": [{"type": "text", "text": exc.message}], "isError": True} | _complete(ctx))
@@ -172,10 +193,10 @@ class AggregatorServer:
             self.telemetry.tool_call(label, server, outcome, time.perf_counter() - started)
 
     async def get_prompt(self, ctx: CallContext, params: Params) -> Raw:
-        return await self._forward_item(ctx, params, "prompts/get", "name", self.registry.catalog.prompt)
+        return await self._forward_item(ctx, params, "prompts/get", "name", (await self.catalog(ctx)).prompt)
 
     async def read_resource(self, ctx: CallContext, params: Params) -> Raw:
-        return await self._forward_item(ctx, params, "resources/read", "uri", self.registry.catalog.resource)
+        return await self._forward_item(ctx, params, "resources/read", "uri", (await self.catalog(ctx)).resource)
 
     async def _forward_item(
         self, ctx: CallContext, params: Params, method: str, key: str, route_of: Callable[[str], ItemRoute]
@@ -184,8 +205,12 @@ class AggregatorServer:
         target = param_str(params, key)
         assert target is not None
         route = route_of(target)
+        if route.internal:  # auth://status
+            assert self.sign_in is not None
+            status = await self.sign_in.status(ctx.principal)
+            return stamp(status, True) if ctx.stateless else status
         params[key] = raw(route.original)
-        return await self._forward(ctx, route.server, method, params, binding=f"{method}:{target}")
+        return await self.forwarder.forward(ctx, route.server, method, params, binding=f"{method}:{target}")
 
     async def complete(self, ctx: CallContext, params: Params) -> Raw:
         ref = _decode_object(params.get("ref"), "ref")
@@ -202,7 +227,9 @@ class AggregatorServer:
                 'Invalid params: ref must be {"type": "ref/prompt", "name"} or {"type": "ref/resource", "uri"}'
             )
         params["ref"] = raw(ref)
-        return await self._forward(ctx, route.server, "completion/complete", params, binding="completion/complete")
+        return await self.forwarder.forward(
+            ctx, route.server, "completion/complete", params, binding="completion/complete"
+        )
 
     async def subscribe(self, ctx: CallContext, params: Params) -> Raw:
         uri = param_str(params, "uri")
@@ -241,7 +268,7 @@ class AggregatorServer:
         method = "resources/subscribe" if subscribe else "resources/unsubscribe"
         reply = await conn.request(method, {"uri": raw(route.original)})
         if reply.error is not UNSET:
-            raise _backend_error(conn, reply)
+            raise backend_error(conn, reply)
 
     def _route_arguments(self, route: ToolRoute, params: Params) -> str:
         """The backend for this call; removes a family's instance argument before forwarding."""
@@ -252,74 +279,16 @@ class AggregatorServer:
         params["arguments"] = raw(arguments)
         return server
 
-    async def _forward(self, ctx: CallContext, server: str, method: str, params: Params, *, binding: str) -> Raw:
-        conn = await self.pool.get(server)
-        if ctx.stateless and not conn.stateless:
-            outcome = await self._forward_bridged(ctx, conn, method, params, binding)
-            if isinstance(outcome, Raw):
-                return outcome  # input_required: the client answers and retries
-            reply = outcome
-        else:
-            reply = await self._forward_direct(ctx, conn, method, params)
-        if reply.error is not UNSET:
-            raise _backend_error(conn, reply)
-        assert reply.result is not UNSET
-        if ctx.stateless and not conn.stateless:
-            return _stamp(reply.result, method == "resources/read")
-        return reply.result
-
-    async def _forward_bridged(
-        self, ctx: CallContext, conn: BackendConnection, method: str, params: Params, binding: str
-    ) -> Message | Raw:
-        """A 2026-07-28 client, a handshake-era backend: the backend's questions become input_required."""
-        if is_gateway_state(params):
-            return await self.broker.resume(ctx, params, binding, timeout=conn.spec.timeout + 5.0)
-        for key in ("inputResponses", "requestState"):
-            params.pop(key, None)
-        sink = RelaySink(ctx, queue_asks=True)
-        task = asyncio.ensure_future(conn.request(method, params, sink=sink, client_meta=ctx.meta))
-        return await self.broker.run(ctx, task, sink, binding)
-
-    async def _forward_direct(self, ctx: CallContext, conn: BackendConnection, method: str, params: Params) -> Message:
-        capabilities = ctx.forward_capabilities() if conn.stateless else None
-        sink = RelaySink(ctx) if _needs_sink(ctx, conn) else None
-        reply = await conn.request(method, params, sink=sink, client_meta=ctx.meta, client_capabilities=capabilities)
-        if sink is None or not conn.stateless or ctx.stateless:
-            return reply
-        relay = sink  # a handshake-era client, a 2026-07-28 backend: the gateway asks the client, then retries
-
-        async def again(retry: Params) -> Message:
-            return await conn.request(method, retry, sink=relay, client_meta=ctx.meta, client_capabilities=capabilities)
-
-        return await drive_input_required(reply, params, relay, again)
-
-
-def _needs_sink(ctx: CallContext, conn: BackendConnection) -> bool:
-    """Whether the backend may send anything about this call before answering.
-
-    A 2026-07-28 backend sends only progress and (when asked) log messages, and questions come
-    back in its result; older backends may ask the client mid-call at any time.
-    """
-    if ctx.channel is None:
-        return False
-    if not conn.stateless or not ctx.stateless:
-        return True
-    return v.PROGRESS_TOKEN in ctx.meta or v.LOG_LEVEL in ctx.meta
-
-
-def _backend_error(conn: BackendConnection, reply: Message) -> GatewayError:
-    """The backend's JSON-RPC error, passed on with its code."""
-    return error_from_wire(reply.error if reply.error is not UNSET else None, who=f"backend {conn.server!r}")
-
-
-def _stamp(result: Raw, cacheable: bool) -> Raw:
-    """Add 2026-07-28's required result fields to a result from an older backend."""
-    body = bytes(result).strip()
-    if not body.startswith(b"{"):
-        return result
-    fields = _COMPLETE + (b"," + _CACHE_HINT if cacheable else b"")
-    rest = body[1:].lstrip()
-    return Raw(b"{" + fields + (b"" if rest.startswith(b"}") else b",") + rest)
+    def _tool(self, catalog: Catalog, name: str) -> ToolRoute:
+        """The route of `name`; for a tool of a protected backend the user does not see, how to get it."""
+        try:
+            return catalog.tool(name)
+        except UnknownTool:
+            if self.users is not None:
+                hint = self.users.hint_for(name)
+                if hint is not None:
+                    raise UnknownTool(f"Unknown tool: {name!r}. {hint}", {"tool": name}) from None
+            raise
 
 
 def _complete(ctx: CallContext) -> dict[str, Any]:

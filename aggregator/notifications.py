@@ -37,9 +37,12 @@ class Listener:
         uris: set[str] | None = None,
         subscription_id: Raw | None = None,
         session_id: str | None = None,
+        subject: str | None = None,
         on_overflow: Callable[[], None] | None = None,
     ) -> None:
         self.kinds = kinds
+        self.subject = subject
+        """Whose stream it is, when clients are authenticated: one user's list changes reach only theirs."""
         self.uris = uris if uris is not None else set()
         self.subscription_id = subscription_id
         self.session_id = session_id
@@ -84,10 +87,12 @@ class NotificationHub:
     def __len__(self) -> int:
         return len(self._listeners)
 
-    def lists_changed(self, kinds: set[str]) -> None:
-        """Tell every stream that asked about one of these lists (`tools`, `resourceTemplates`, ...)."""
+    def lists_changed(self, kinds: set[str], subject: str | None = None) -> None:
+        """Tell every stream that asked about one of these lists (`tools`, ...); only `subject`'s when given."""
         methods = {kind_for_key(kind).changed for kind in kinds}
         for listener in list(self._listeners):
+            if subject is not None and listener.subject != subject:
+                continue
             wanted = {kind_for_key(kind).changed for kind in listener.kinds}
             for method in sorted(methods & wanted):
                 listener.deliver(method)

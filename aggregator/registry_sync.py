@@ -31,6 +31,8 @@ class RegistrySync:
         self.registry = registry
         self.stores = stores
         self.on_epoch = on_epoch
+        self.on_user_changed: Callable[[str], None] | None = None
+        """Told the user key of a user_changed event (that user's view is rebuilt on every replica)."""
         """Told the store's epoch at every reload (sessions write themselves back when it changed)."""
         self.version = 0
         self.epoch: str | None = None
@@ -101,6 +103,9 @@ class RegistrySync:
         self.version = event.version
         if event.type == "tool_block_changed":
             self.registry.set_overrides(await self.stores.blocks.all())
+        elif event.type == "user_changed":
+            if event.user is not None and self.on_user_changed is not None:
+                self.on_user_changed(event.user)
         elif event.server is not None:
             record = await self.stores.capabilities.get(event.server)
             if record is None:

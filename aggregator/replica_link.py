@@ -188,7 +188,7 @@ class SessionStreams:
         link.on("subscriptions", self._on_subscriptions)
         link.on("session_ended", self._on_session_ended)
 
-    def open(self, session_id: str, subscriptions: Iterable[str] = ()) -> Listener:
+    def open(self, session_id: str, subscriptions: Iterable[str] = (), subject: str | None = None) -> Listener:
         """This session's stream, from now on on this replica (one per session: a later one replaces it).
 
         TooManyStreams when the replica's cap is reached (replacing a stream is always allowed).
@@ -196,7 +196,9 @@ class SessionStreams:
         previous = self._streams.get(session_id)
         if previous is not None:
             self.close(previous)
-        listener = Listener(kinds={"tools", "prompts", "resources"}, uris=set(subscriptions), session_id=session_id)
+        listener = Listener(
+            kinds={"tools", "prompts", "resources"}, uris=set(subscriptions), session_id=session_id, subject=subject
+        )
         self.hub.add(listener)
         self._streams[session_id] = listener
         return listener

@@ -21,6 +21,8 @@ import uvicorn
 from aggregator.app import GatewayApp
 from aggregator.http_limits import bounded_protocol
 from shared.config import Config
+from shared.crypto import ENV_VAR as TOKEN_KEY_VARIABLE
+from shared.crypto import TokenCipher, TokenKeyInvalid
 from shared.store.factory import open_stores
 from shared.store.protocols import Stores, StoreUnavailable
 from shared.telemetry import configure_logging
@@ -54,6 +56,13 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
         return 1
+    if any(spec.auth is not None for spec in config.mcp_servers):
+        try:  # users' tokens are kept encrypted: a bad key must stop the start, not the first sign-in
+            await TokenCipher.open(stores.keys, os.environ.get(TOKEN_KEY_VARIABLE))
+        except (TokenKeyInvalid, StoreUnavailable) as exc:
+            print(f"aggregator: {exc}", file=sys.stderr)
+            await stores.aclose()
+            return 2
     try:
         return await _serve(config, args, stores)
     finally:

@@ -14,7 +14,13 @@ import msgspec
 __all__ = ["EventType", "ToolUpdateEvent", "decode_event", "encode_event"]
 
 EventType = Literal[
-    "registered", "deregistered", "status_changed", "capabilities_changed", "tool_block_changed", "resync"
+    "registered",
+    "deregistered",
+    "status_changed",
+    "capabilities_changed",
+    "tool_block_changed",
+    "user_changed",
+    "resync",
 ]
 
 
@@ -25,6 +31,8 @@ class ToolUpdateEvent(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=T
     changed: tuple[str, ...] = ()
     version: int = 0
     origin: str | None = None
+    user: str | None = None
+    """For user_changed: whose protected backends changed (the user key, a digest of the subject)."""
 
 
 _decoder = msgspec.json.Decoder(ToolUpdateEvent)

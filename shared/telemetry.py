@@ -48,6 +48,9 @@ class Telemetry:
             description="Tool call duration as seen by the gateway",
             explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
         )
+        self._auth_events = meter.create_counter(
+            "mcp.auth.events", description="Sign-in events by backend and kind (login_attempt, login_success, ...)"
+        )
         self._backend_states: Callable[[], Iterable[tuple[str, bool]]] = lambda: ()
         meter.create_observable_gauge(
             "mcp.backend.up", callbacks=[self._observe_backends], description="1 when a backend is connected, else 0"
@@ -68,6 +71,10 @@ class Telemetry:
 
     def _observe_calls(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(count, self._attributes[key]) for key, count in list(self._counts.items())]
+
+    def auth_event(self, server: str, event: str) -> None:
+        """One sign-in event on this replica (the cluster-wide counts are in the AuthMetrics store)."""
+        self._auth_events.add(1, {"server": server, "event": event})
 
     def watch_backends(self, states: Callable[[], Iterable[tuple[str, bool]]]) -> None:
         self._backend_states = states

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 from msgspec import Raw
 
+from aggregator.auth.principal import Principal
 from aggregator.calls import CallContext
 from aggregator.input_required import STATE_PREFIX, InputBroker, drive_input_required, is_gateway_state
 from aggregator.relay import RelaySink
@@ -39,7 +40,7 @@ def client_2026(subject: str | None = "alice", capabilities: dict[str, Any] | No
         method="tools/call",
         protocol_version=STATELESS,
         client_capabilities_raw=raw(declared),
-        subject=subject,
+        principal=Principal(subject=subject) if subject is not None else None,
     )
 
 

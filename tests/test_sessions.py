@@ -182,7 +182,7 @@ async def test_an_idle_session_expires(store: Switchable, clock: Clock) -> None:
 
 
 async def test_an_unknown_session_is_none(store: Switchable, clock: Clock) -> None:
-    assert await replica(store, clock).get("never-existed") is None
+    assert await replica(store, clock).get("never-existed", subject=None) is None
 
 
 async def test_a_session_created_on_one_replica_is_served_by_another(store: Switchable, clock: Clock) -> None:

@@ -130,6 +130,17 @@ class UserBackends:
             return lambda: user.principal.token if (user := self._users.get(subject)) is not None else None
         return lambda: token.access_token if (token := self._tokens.get((subject, server))) is not None else None
 
+    def hint_for(self, tool: str) -> str | None:
+        """For a tool name under a protected backend's prefix: how the user gets to see that backend's tools."""
+        for name, spec in self.protected.items():
+            assert spec.auth is not None
+            if tool.startswith(f"{self.registry.settings.prefix}_{spec.prefix}_"):
+                if spec.auth.mode == "login":
+                    call = f'core_auth_login {{"server": "{name}"}}'
+                    return f"It may come from {name}, which needs you to sign in: call {call}."
+                return f"It may come from {name}, which did not accept your account: read auth://status."
+        return None
+
     # -- users ---------------------------------------------------------------------------------
 
     def records_of(self, subject: str) -> dict[str, ServerRecord]:

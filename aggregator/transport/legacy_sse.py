@@ -80,7 +80,7 @@ class LegacySseEndpoints:
         session_id = f"{self.gateway.link.tag}.{secrets.token_urlsafe(24)}"  # names this replica
         streams = self.gateway.streams
         try:
-            listener = streams.open(session_id)
+            listener = streams.open(session_id, subject=_subject(scope.get("auth")))
         except TooManyStreams as exc:
             await send_error(send, exc, status=503)
             return

@@ -336,7 +336,7 @@ class StreamableHttpEndpoint:
         except GatewayError as exc:
             await send_error(send, exc, request_id=request_id, status=http_status(exc.code, 400))
             return
-        listener = Listener(kinds=wanted.kinds, uris=wanted.uris, subscription_id=raw(request_id))
+        listener = Listener(kinds=wanted.kinds, uris=wanted.uris, subscription_id=raw(request_id), subject=ctx.subject)
         try:
             self.gateway.hub.add(listener)  # refused before any backend is asked to watch a resource
             for uri in sorted(wanted.uris):
@@ -375,7 +375,7 @@ class StreamableHttpEndpoint:
             await send_error(send, InvalidRequest("Session not found; send initialize again"), status=404)
             return
         try:
-            listener = self.streams.open(session_id, session.subscriptions)
+            listener = self.streams.open(session_id, session.subscriptions, session.subject)
         except TooManyStreams as exc:
             await send_error(send, exc, status=503)
             return
