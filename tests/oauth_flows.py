@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 
-
 def pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -114,10 +113,11 @@ async def short_lived_tokens(http: httpx.AsyncClient, issuer: str) -> AsyncItera
 
 
 @contextlib.asynccontextmanager
-async def connected(url: str, token: str, mode: str) -> AsyncIterator[Client]:
+async def connected(url: str, token: str, mode: str, **options: Any) -> AsyncIterator[Client]:
+    """An SDK client of `url` presenting `token`; `options` go to Client (message_handler, ...)."""
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None, **options) as client,
     ):
         yield client
 
@@ -126,5 +126,3 @@ async def whoami(client: Client) -> dict[str, Any]:
     result = await client.call_tool("whoami", {})
     assert not result.is_error, result
     return dict(result.structured_content or {})
-
-
