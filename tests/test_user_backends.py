@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -166,7 +167,7 @@ async def test_signing_in_on_one_replica_and_returning_to_the_other_shows_the_to
     alice, bob = await token(http, bed, "alice"), await token(http, bed, "bob")
     async with connected(bed.replica(0), alice, "2026-07-28") as client:
         assert "x_web_whoami" not in await names(client)
-        with pytest.raises(MCPError, match='core_auth_login {"server": "web"}'):
+        with pytest.raises(MCPError, match=re.escape('core_auth_login {"server": "web"}')):
             await client.call_tool("x_web_whoami", {})  # unknown to her: a protocol error, with the way in
         url = await login_url(client)
     assert f"redirect_uri=http%3A%2F%2F127.0.0.1%3A{bed.cluster.port}%2Foauth%2Fcallback" in url
