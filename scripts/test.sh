@@ -28,6 +28,7 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> ruff"
 ruff check .
+ruff format --check .
 echo "==> mypy (strict: aggregator, shared, worker)"
 mypy
 echo "==> pytest"

@@ -181,5 +181,3 @@ class Config(_Spec, frozen=True):
 
     def server(self, name: str) -> ServerSpec | None:
         return next((s for s in self.mcp_servers if s.name == name), None)
-
-

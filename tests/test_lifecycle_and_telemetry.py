@@ -96,7 +96,14 @@ def test_an_unreachable_redis_at_start_is_one_clear_line() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     done = subprocess.run(
-        [BIN / "aggregator", "serve", "-c", ROOT / "tests/data/empty.yaml", "--redis-url", f"redis://127.0.0.1:{port}/0"],
+        [
+            BIN / "aggregator",
+            "serve",
+            "-c",
+            ROOT / "tests/data/empty.yaml",
+            "--redis-url",
+            f"redis://127.0.0.1:{port}/0",
+        ],
         capture_output=True,
         text=True,
         timeout=30,

@@ -122,4 +122,3 @@ async def test_tokens_sealed_under_another_key_read_as_absent_and_say_so_without
     assert "kube" in caplog.text and "another key" in caplog.text
     for secret in ("alice", "at-secret-1", "rt-secret-1", "thirty-two"):
         assert secret not in caplog.text
-

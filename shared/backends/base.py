@@ -58,6 +58,7 @@ _NO_ROOTS = raw({"roots": []})
 _LISTEN_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 _FOREVER = 10 * 365 * 24 * 3600.0
 
+
 class BackendConnection:
     """Base class: request multiplexing, envelope stamping and message routing."""
 
@@ -382,4 +383,3 @@ class BackendConnection:
             await self._send_message(body)
         except (GatewayError, OSError) as exc:
             log.warning("could not deliver the answer to %s to backend %s: %s", method, self.server, exc)
-
