@@ -151,7 +151,7 @@ class SignIn:
                 client=target.client,
                 started=time.time(),
             )
-            sealed = self.cipher.seal(msgspec.msgpack.encode(flow), context=_state_context(state))
+            sealed = self.cipher.seal(msgspec.msgpack.encode(flow), context=_state_key(state))
             await self.values.put(_state_key(state), sealed, ttl=_STATE_TTL)
         except (OAuthError, StoreUnavailable) as exc:
             await self.metrics.record(spec.name, "login_failure")
@@ -182,7 +182,7 @@ class SignIn:
         if sealed is None:
             return 400, _page("This sign-in link expired or was used already", "Ask your client to sign in again.")
         try:
-            flow = msgspec.msgpack.decode(self.cipher.unseal(sealed, context=_state_context(state)), type=_FlowState)
+            flow = msgspec.msgpack.decode(self.cipher.unseal(sealed, context=_state_key(state)), type=_FlowState)
         except (TokenCipherError, msgspec.DecodeError):
             return 400, _page("This sign-in link is not valid", "Ask your client to sign in again.")
         spec = self.protected.get(flow.server)
@@ -264,10 +264,6 @@ def _limit_key(subject: str) -> str:
 
 
 def _state_key(state: str) -> str:
-    return f"oauth-state:{state}"
-
-
-def _state_context(state: str) -> str:
     return f"oauth-state:{state}"
 
 

@@ -45,6 +45,7 @@ log = logging.getLogger("aggregator.auth")
 _USERS = 10_000  # users whose view a replica keeps; the least recent is dropped (and loaded again if needed)
 _ERROR_TTL = 60.0  # a failed single sign-on is tried again after this long
 _REFRESH_LOCK = 30.0
+_STALE_RETRY = 5.0  # a user loaded while the store was down is loaded again after this long
 
 Announce = Callable[[str], Awaitable[None]]
 """Tells every replica that one user's backends changed (the argument is the user key)."""
@@ -55,11 +56,12 @@ def user_scope(subject: str) -> str:
 
 
 class _User:
-    __slots__ = ("key", "overlay", "principal", "records")
+    __slots__ = ("key", "overlay", "principal", "records", "stale_at")
 
-    def __init__(self, principal: Principal, records: dict[str, ServerRecord]) -> None:
+    def __init__(self, principal: Principal, records: dict[str, ServerRecord], stale_at: float | None = None) -> None:
         self.principal = principal
         self.records = records
+        self.stale_at = stale_at  # monotonic time to load again (when the store could not be read)
         self.overlay = {name: record for name, record in records.items() if record.state == "up"}
         self.key = tuple(sorted((name, record.lists or "") for name, record in self.overlay.items()))
 
@@ -87,7 +89,7 @@ class UserBackends:
         self.http = http
         self.announce: Announce | None = None
         self._users: OrderedDict[str, _User] = OrderedDict()
-        self._subjects: dict[str, str] = {}  # user key -> subject, for the users known here
+        self._subjects: OrderedDict[str, str] = OrderedDict()  # user key -> subject, for the users known here
         self._loading: dict[str, asyncio.Task[_User]] = {}
         self._tokens: dict[tuple[str, str], TokenSet] = {}
         pool.credentials = self.credentials
@@ -97,7 +99,7 @@ class UserBackends:
     async def view(self, principal: Principal) -> Catalog:
         """The catalog this user sees (loading the user, and connecting single sign-on backends, the first time)."""
         user = self._users.get(principal.subject)
-        if user is None:
+        if user is None or (user.stale_at is not None and time.monotonic() > user.stale_at):
             user = await self._load(principal)
         else:
             user.principal = principal  # the newest gateway token is the one to forward
@@ -164,26 +166,42 @@ class UserBackends:
 
     async def _read(self, principal: Principal) -> _User:
         subject = principal.subject
-        self._subjects[user_key(subject)] = subject
+        self._known(subject)
+        stale_at = None
         try:
             records = await self.records.all(subject)
         except StoreUnavailable as exc:
-            log.warning("cannot read a user's backends from the store (%s); serving the shared ones", exc)
-            records = {}
+            log.warning("cannot read a user's backends from the store (%s); trying again in %gs", exc, _STALE_RETRY)
+            records, stale_at = {}, time.monotonic() + _STALE_RETRY
         sso = [spec for name, spec in self.protected.items() if spec.auth and spec.auth.mode != "login"]
         missing = [spec for spec in sso if spec.name not in records]
         found = await asyncio.gather(*(self.connect(principal.subject, spec, principal) for spec in missing))
         records.update((record.server, record) for record in found)
-        user = self._users[subject] = _User(principal, records)
-        if len(self._users) > _USERS:
-            self._users.popitem(last=False)
+        user = self._users[subject] = _User(principal, records, stale_at)
+        self._users.move_to_end(subject)
+        while len(self._users) > _USERS:
+            self._drop(self._users.popitem(last=False)[0])
         return user
+
+    def _known(self, subject: str) -> None:
+        """Remember the subject behind a user key (events name users by key), for the most recent users."""
+        key = user_key(subject)
+        self._subjects[key] = subject
+        self._subjects.move_to_end(key)
+        while len(self._subjects) > 2 * _USERS:
+            self._subjects.popitem(last=False)
+
+    def _drop(self, subject: str) -> None:
+        """Forget what this replica holds for a user it has not served for longest (all of it is in the store)."""
+        self._subjects.pop(user_key(subject), None)
+        for server in self.protected:
+            self._tokens.pop((subject, server), None)
 
     async def connect(self, subject: str, spec: ServerSpec, principal: Principal | None = None) -> ServerRecord:
         """Connect `subject` to `spec`'s backend and read what it offers them; the record (up, or why not) is stored."""
         if principal is not None:  # a forwarded token is read from the user
             self._users.setdefault(subject, _User(principal, {}))
-        self._subjects[user_key(subject)] = subject
+        self._known(subject)
         try:
             async with asyncio.timeout(spec.timeout):
                 if principal is not None:
@@ -193,14 +211,20 @@ class UserBackends:
                 conn = await self.pool.connect(spec.name, user_scope(subject))
                 record = await discover(conn)
             record.since = time.time()
-            return await self.records.put(subject, record)
+            return await self._keep(subject, record)
         except (GatewayError, OAuthError, TimeoutError, StoreUnavailable) as exc:
             reason = exc.message if isinstance(exc, GatewayError) else str(exc) or "timed out"
             log.warning("backend %s refused a user's connection: %s", spec.name, reason, extra={"server": spec.name})
             failed = ServerRecord(server=spec.name, state="down", error=reason, since=time.time())
-            if isinstance(exc, StoreUnavailable):
-                return failed
-            return await self.records.put(subject, failed, ttl=_ERROR_TTL)
+            return await self._keep(subject, failed, ttl=_ERROR_TTL)
+
+    async def _keep(self, subject: str, record: ServerRecord, *, ttl: float | None = None) -> ServerRecord:
+        """Store a user's record for every replica; while the store is down this replica still uses it."""
+        try:
+            return await self.records.put(subject, record, ttl=ttl)
+        except StoreUnavailable as exc:
+            log.warning("cannot store a user's record of %s (%s)", record.server, exc, extra={"server": record.server})
+            return self.records.digested(record)[0]
 
     async def disconnect(self, subject: str, server: str) -> None:
         """Forget the user's tokens and records for `server`, and close the connection."""

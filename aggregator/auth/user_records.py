@@ -38,17 +38,23 @@ class UserRecords:
         self.ttl = ttl
         self._decoded: OrderedDict[str, dict[str, list[dict[str, Any]]]] = OrderedDict()
 
-    async def put(self, subject: str, record: ServerRecord, *, ttl: float | None = None) -> ServerRecord:
-        """Store `record` for `subject`; it comes back with its lists' digest set."""
+    def digested(self, record: ServerRecord) -> tuple[ServerRecord, bytes]:
+        """`record` with its lists' digest set (what tells one user's view from another's), and the lists' bytes."""
         lists = {kind.field: getattr(record, kind.field) for kind in LIST_KINDS}
         payload = msgspec.json.encode(lists)
         digest = hashlib.sha256(payload).hexdigest()[:40]
-        await self.values.put(_list_key(digest), payload, ttl=4 * self.ttl)
         self._remember(digest, lists)
+        return msgspec.structs.replace(record, lists=digest), payload
+
+    async def put(self, subject: str, record: ServerRecord, *, ttl: float | None = None) -> ServerRecord:
+        """Store `record` for `subject`; it comes back with its lists' digest set."""
+        record, payload = self.digested(record)
+        assert record.lists is not None
+        await self.values.put(_list_key(record.lists), payload, ttl=4 * self.ttl)
         empty: dict[str, list[dict[str, Any]]] = {kind.field: [] for kind in LIST_KINDS}
-        reference = msgspec.structs.replace(record, lists=digest, **empty)
+        reference = msgspec.structs.replace(record, **empty)
         await self.capabilities.put(reference, scope=_scope(subject), ttl=ttl or self.ttl)
-        return msgspec.structs.replace(record, lists=digest)
+        return record
 
     async def all(self, subject: str) -> dict[str, ServerRecord]:
         """The user's records by backend name, lists filled in (a record whose lists expired is left out)."""
