@@ -312,6 +312,12 @@ async def test_sign_in_counts_are_cluster_wide_in_the_admin_view(bed: Bed, http:
     web = {row["server_name"]: row for row in views[0]["per_server_metrics"]}["web"]
     assert web["login_attempts"] >= 12 and web["login_successes"] >= 3 and web["rate_limit_blocks"] >= 1
     assert web["logout_successes"] >= 1 and views[0]["total_login_attempts"] >= web["login_attempts"]
+    per_replica = 0.0
+    for index in (0, 1):
+        scraped = (await http.get(f"{bed.cluster.replica_url(index)}/metrics")).text
+        found = re.findall(r'^mcp_auth_events_total\{event="login_attempt",server="web"\} ([0-9.]+)', scraped, re.M)
+        per_replica += sum(float(value) for value in found)
+    assert per_replica == web["login_attempts"]  # the same counts, per replica, as OpenTelemetry metrics
 
 
 async def test_tokens_never_appear_in_any_log(bed: Bed) -> None:

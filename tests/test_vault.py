@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -11,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from aggregator.auth.user_records import user_key
 from aggregator.auth.vault import TokenVault
 from shared.crypto import TokenCipher
 from shared.oauth.tokens import TokenSet
@@ -104,7 +104,7 @@ async def test_tokens_copied_under_another_user_do_not_open_there(stores: Stores
     vault = await vault_over(stores)
     await vault.put(ALICE, "kube", TOKENS, ttl=60)
     await vault.put("mallory", "kube", TokenSet(access_token="mallory's own"), ttl=60)
-    alices, mallorys = (f"tokens:{hashlib.sha256(user.encode()).hexdigest()}:kube" for user in (ALICE, "mallory"))
+    alices, mallorys = (f"tokens:{user_key(user)}:kube" for user in (ALICE, "mallory"))
     sealed = await stores.values.get(alices)
     assert sealed is not None
     await stores.values.put(mallorys, sealed, ttl=60)

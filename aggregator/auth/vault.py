@@ -1,6 +1,6 @@
 """TokenVault: each user's tokens for each backend, sealed, in the ValueStore every replica shares.
 
-A token set is kept under `tokens:{sha256 hex of the subject}:{server}`, so user ids never
+A token set is kept under `tokens:{user key}:{server}` (a digest of the subject), so user ids never
 appear in key names; that key is also the cipher's context, so a value copied under another
 user or backend does not open. A value that does not open (the token key changed, or it was
 tampered with) reads as absent and is logged: the user signs in again and the new tokens
@@ -9,11 +9,11 @@ replace it. Refreshing and locking are the caller's (see `ValueStore.put_if_abse
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import msgspec
 
+from aggregator.auth.user_records import user_key
 from shared.crypto import TokenCipher, TokenCipherError
 from shared.oauth.tokens import TokenSet
 from shared.store.protocols import ValueStore
@@ -55,4 +55,4 @@ class TokenVault:
 
 
 def _key(subject: str, server: str) -> str:
-    return f"tokens:{hashlib.sha256(subject.encode()).hexdigest()}:{server}"
+    return f"tokens:{user_key(subject)}:{server}"
