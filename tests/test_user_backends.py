@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -31,6 +32,9 @@ EXCHANGE = ("gateway", "exchange-secret")
 ADMIN = "an-admin-token"
 USERS = [arg for user in ("alice", "bob", "carol", "dave", "erin", "frank") for arg in ("--user", user)]
 """Each test that counts or changes a user's sign-ins has a user of its own (the bed lives for the module)."""
+TOKEN_KEY = "a-test-key-of-more-than-thirty-two-characters"
+SECRETS: set[str] = {EXCHANGE[1], TOKEN_KEY}
+"""Secrets the tests handled besides JWTs (authorization codes, sign-in states): no log may hold one."""
 
 
 class Bed:
@@ -83,10 +87,12 @@ def bed() -> Iterator[Bed]:
         }
         env = {
             "XCH_SECRET": EXCHANGE[1],
-            "AGGREGATOR_TOKEN_KEY": "a-test-key-of-more-than-thirty-two-characters",
+            "AGGREGATOR_TOKEN_KEY": TOKEN_KEY,
             "AGGREGATOR_ADMIN_TOKEN": ADMIN,
         }
-        with LocalCluster(config, replicas=2, workers=1, port=port, env=env, expect_up=()) as cluster:
+        with LocalCluster(
+            config, replicas=2, workers=1, port=port, env=env, expect_up=(), log_level="debug"
+        ) as cluster:
             yield Bed(cluster, g, x, s)
 
 
@@ -158,7 +164,13 @@ async def finish_sign_in(http: httpx.AsyncClient, url: str, user: str) -> httpx.
     """What the user's browser does: the IdP approves at once and redirects to the gateway's callback."""
     approved = await http.get(f"{url}&login_hint={user}")  # (httpx's params= would replace the query)
     assert approved.status_code == 302, approved.text
+    remember_secrets(approved.headers["location"])
     return await http.get(approved.headers["location"])
+
+
+def remember_secrets(callback: str) -> None:
+    query = parse_qs(urlsplit(callback).query)
+    SECRETS.update(query["code"] + query["state"])
 
 
 async def test_signing_in_on_one_replica_and_returning_to_the_other_shows_the_tools_to_that_user_only(
@@ -198,6 +210,7 @@ async def test_a_callback_used_twice_or_forged_is_refused(bed: Bed, http: httpx.
         url = await login_url(client)
     approved = await http.get(f"{url}&login_hint=alice")
     callback = approved.headers["location"]
+    remember_secrets(callback)
     assert (await http.get(callback)).status_code == 200
     assert (await http.get(callback)).status_code == 400  # the state is taken once
     forged = await http.get(f"http://127.0.0.1:{bed.cluster.port}/oauth/callback", params={"state": "x", "code": "y"})
@@ -246,6 +259,8 @@ async def test_a_signed_in_token_is_refreshed_before_expiry_and_a_refused_refres
                 refused
             )
             await shows(client, "x_web_whoami", "erin's tools stayed after her sign-in ended", present=False)
+            status = json.loads((await client.read_resource("auth://status")).contents[0].text)  # type: ignore[union-attr]
+            assert {s["name"]: s["status"] for s in status["servers"]}["web"] == "auth_required"
     finally:
         await http.post(f"{bed.s.url}/test/token-ttl", params={"seconds": 300})
 
@@ -267,9 +282,13 @@ async def test_a_sign_in_notifies_that_users_open_streams_and_no_one_elses(bed: 
     ):
         await frank_client.list_tools()
         await bob_client.list_tools()
-        async with connected(bed.replica(0), frank, "2026-07-28") as client:
+        async with (
+            connected(bed.replica(0), frank, "2026-07-28") as client,
+            client.listen(tools_list_changed=True) as listened,  # a 2026-07-28 listen stream of frank's
+        ):
             url = await login_url(client)
-        assert (await finish_sign_in(http, url, "frank")).status_code == 200
+            assert (await finish_sign_in(http, url, "frank")).status_code == 200
+            await asyncio.wait_for(anext(aiter(listened)), 10)
         await asyncio.wait_for(seen["frank"].wait(), 10)
         await asyncio.sleep(1.0)
         assert not seen["bob"].is_set(), "another user's stream heard of frank's sign-in"
@@ -324,3 +343,6 @@ async def test_tokens_never_appear_in_any_log(bed: Bed) -> None:
     for process in bed.cluster.processes.values():
         log = process.log.read_text(errors="replace") if process.log.exists() else ""
         assert "eyJ" not in log, f"a JWT appears in the log of {process.name}"
+        leaked = [secret for secret in SECRETS if secret in log]
+        assert not leaked, f"{len(leaked)} secrets (codes, states, keys) appear in the log of {process.name}"
+    assert len(SECRETS) >= 10  # the sign-ins above ran, and their codes are among those looked for
