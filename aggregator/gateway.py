@@ -16,15 +16,10 @@ import socket
 import time
 from typing import Any
 
-import httpx
 import msgspec
 
-from aggregator.auth.auth_events import AuthEvents
-from aggregator.auth.backend_clients import BackendClients
-from aggregator.auth.sign_in import CORE_RESOURCES, CORE_TOOLS, SignIn
-from aggregator.auth.user_backends import UserBackends
-from aggregator.auth.user_records import UserRecords
-from aggregator.auth.vault import TokenVault
+from aggregator.auth.sign_in import CORE_RESOURCES, CORE_TOOLS
+from aggregator.auth.user_auth import UserAuth
 from aggregator.catalog import CoreItems
 from aggregator.client_requests import ClientRequests
 from aggregator.forwarding import Forwarder
@@ -40,8 +35,6 @@ from aggregator.router import Router
 from aggregator.state_seal import StateSeal
 from shared.backends.base import BackendConnection
 from shared.config import Config
-from shared.crypto import ENV_VAR as TOKEN_KEY_VARIABLE
-from shared.crypto import TokenCipher
 from shared.events import ToolUpdateEvent
 from shared.pool import SessionConnectionPool
 from shared.protocol.jsonrpc import Params
@@ -108,7 +101,7 @@ class Gateway:
         # A cluster replica keeps its own connections (and stdio processes) open from the start.
         shared = [name for name in self.specs if name not in self.protected]  # protected ones: per user
         self.connections = None if control_plane else ReplicaConnections(self.pool, shared)
-        self._oauth_http: httpx.AsyncClient | None = None
+        self.user_auth: UserAuth | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.telemetry.watch_backends(self._backend_states)
@@ -152,41 +145,24 @@ class Gateway:
         self.requests.cancel_all()
         await self.broker.aclose()
         await self.pool.drain_all()
-        if self._oauth_http is not None:
-            await self._oauth_http.aclose()
+        if self.user_auth is not None:
+            await self.user_auth.aclose()
         self.telemetry.shutdown()
 
     async def _start_auth(self) -> None:
         """The parts that give users their own protected backends (see aggregator/auth/)."""
-        stores = self.stores
-        cipher = await TokenCipher.open(stores.keys, os.environ.get(TOKEN_KEY_VARIABLE))
-        self._oauth_http = http = httpx.AsyncClient(timeout=15.0)
-        vault = TokenVault(stores.values, cipher)
-        clients = BackendClients(http, stores.values, self.registry, f"{self.settings.base_url}/oauth/callback")
-        users = UserBackends(
-            self.specs,
-            registry=self.registry,
-            pool=self.pool,
-            records=UserRecords(stores.capabilities, stores.values),
-            vault=vault,
-            clients=clients,
-            values=stores.values,
-            http=http,
-        )
-        users.announce = self._announce_user
-        self.sync.on_user_changed = self._user_changed
-        self.forwarder.users = users
-        self.server.sign_in = SignIn(
+        self.user_auth = auth = await UserAuth.open(
             self.specs,
             self.settings,
-            users=users,
-            clients=clients,
-            vault=vault,
-            cipher=cipher,
-            values=stores.values,
-            rate_limiter=stores.rate_limiter,
-            metrics=AuthEvents(stores.auth_metrics, self.telemetry),
+            registry=self.registry,
+            pool=self.pool,
+            stores=self.stores,
+            telemetry=self.telemetry,
         )
+        auth.users.announce = self._announce_user
+        self.sync.on_user_changed = self._user_changed
+        self.forwarder.users = auth.users
+        self.server.sign_in = auth.sign_in
         self._tasks.append(asyncio.create_task(self.pool.reap(), name="user-connection-reaper"))
 
     async def _announce_user(self, key: str) -> None:

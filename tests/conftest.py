@@ -12,11 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from shared.store.memory import MemoryStores
+from shared.store.protocols import Stores
+from shared.store.redis import open_redis_stores
 from tests.redis_server import RedisServer, start_redis
 
 _PYTEST_OWN = "pytest-of-"  # tmp_path folders, which pytest manages and keeps by design
@@ -54,3 +58,17 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
+    """Each store implementation in turn (Redis under a namespace of its own): one test, both stores."""
+    if request.param == "memory":
+        instance: Stores = MemoryStores()
+    else:
+        server = request.getfixturevalue("redis_server")
+        instance = await open_redis_stores(server.url, namespace=f"test-{uuid.uuid4().hex[:8]}")
+    try:
+        yield instance
+    finally:
+        await instance.aclose()

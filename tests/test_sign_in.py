@@ -15,17 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from aggregator.auth.backend_clients import BackendClients
 from aggregator.auth.principal import Principal
 from aggregator.auth.sign_in import SignIn
+from aggregator.auth.user_auth import UserAuth
 from aggregator.auth.user_backends import UserBackends
-from aggregator.auth.user_records import UserRecords
-from aggregator.auth.vault import TokenVault
 from aggregator.registry import ServerRegistry
 from shared.config import parse_config
-from shared.crypto import TokenCipher
 from shared.pool import SessionConnectionPool
 from shared.store.memory import MemoryStores
+from shared.telemetry import Telemetry
 from tests.servers.launch import RunningServer, run_http_server
 
 GATEWAY = "http://gateway.test:8090"
@@ -70,39 +68,17 @@ async def parts(servers: Servers) -> AsyncIterator[Parts]:
     )
     specs = {spec.name: spec for spec in config.mcp_servers}
     stores = MemoryStores()
-    cipher = await TokenCipher.open(stores.keys, None)
-    registry = ServerRegistry(config.aggregator, config.mcp_servers)
     pool = SessionConnectionPool(specs)
-    async with httpx.AsyncClient(timeout=10) as http:
-        vault = TokenVault(stores.values, cipher)
-        clients = BackendClients(http, stores.values, registry, f"{GATEWAY}/oauth/callback")
-        records = UserRecords(stores.capabilities, stores.values)
-        users = UserBackends(
-            specs,
-            registry=registry,
-            pool=pool,
-            records=records,
-            vault=vault,
-            clients=clients,
-            values=stores.values,
-            http=http,
-        )
-        sign_in = SignIn(
-            specs,
-            config.aggregator,
-            users=users,
-            clients=clients,
-            vault=vault,
-            cipher=cipher,
-            values=stores.values,
-            rate_limiter=stores.rate_limiter,
-            metrics=stores.auth_metrics,
-        )
-        try:
-            yield Parts(sign_in, users, stores, http)
-        finally:
-            await pool.drain_all()
-            await stores.aclose()
+    registry = ServerRegistry(config.aggregator, config.mcp_servers)
+    auth = await UserAuth.open(
+        specs, config.aggregator, registry=registry, pool=pool, stores=stores, telemetry=Telemetry()
+    )
+    try:
+        yield Parts(auth.sign_in, auth.users, stores, auth.http)
+    finally:
+        await pool.drain_all()
+        await auth.aclose()
+        await stores.aclose()
 
 
 def text(result: dict[str, Any]) -> str:

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
-import pytest
-
 from aggregator.auth.user_records import UserRecords, user_key
 from shared.records import ServerRecord
-from shared.store.memory import MemoryStores
 from shared.store.protocols import Stores
-from shared.store.redis import open_redis_stores
 
 TOOLS = [{"name": "whoami", "inputSchema": {"type": "object"}}, {"name": "echo", "inputSchema": {"type": "object"}}]
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
-    if request.param == "memory":
-        instance: Stores = MemoryStores()
-    else:
-        server = request.getfixturevalue("redis_server")
-        instance = await open_redis_stores(server.url, namespace=f"records-{uuid.uuid4().hex[:8]}")
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
 
 
 def record(tools: list[dict[str, object]] = TOOLS) -> ServerRecord:

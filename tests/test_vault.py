@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,7 +13,6 @@ from aggregator.auth.user_records import user_key
 from aggregator.auth.vault import TokenVault
 from shared.crypto import TokenCipher
 from shared.oauth.tokens import TokenSet
-from shared.store.memory import MemoryStores
 from shared.store.protocols import Stores
 from shared.store.redis import open_redis_stores
 from tests.redis_server import RedisServer
@@ -28,19 +26,6 @@ TOKENS = TokenSet(
     issuer="https://as.example",
     client_id="client-1",
 )
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
-    if request.param == "memory":
-        instance: Stores = MemoryStores()
-    else:
-        server = request.getfixturevalue("redis_server")
-        instance = await open_redis_stores(server.url, namespace=f"vault-{uuid.uuid4().hex[:8]}")
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
 
 
 async def vault_over(stores: Stores) -> TokenVault:
