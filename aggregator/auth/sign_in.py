@@ -127,7 +127,7 @@ class SignIn:
             await self.metrics.record(spec.name, "rate_limit_block")
             return _result(
                 f"rate limit: more than {limit.max_attempts} sign-in attempts in {limit.window:g}s; "
-                f"retry in {limit.window:g}s",
+                f"retry within {limit.window:g}s, when the oldest attempt leaves the window",
                 error=True,
             )
         await self.metrics.record(spec.name, "login_attempt")
