@@ -2,18 +2,26 @@
 
     python loadtest/bench.py [--duration 8] [--connections 16] [--threads 2] [--rounds 3] [--write-docs]
     python loadtest/bench.py --smoke      # 1 s, 1 round, 4 connections: proves it runs end to end
+    python loadtest/bench.py --oauth      # adds a third path: a gateway that checks OAuth tokens
 
 Starts `python -m tests.servers.echo` and `aggregator serve` (embedded store, `--log-level
 warning`) on free ports, then drives both paths with wrk (`loadtest/tools_call.lua`) at the
 same concurrency, interleaved (direct, gateway, direct, ...) so noise on the machine hits both
 alike. Reports rps, p50, p99, failed requests, the gateway/direct ratio, the p50 the hop adds
 and the CPU time each process spends per call. Goals: ratio >= 0.9, added p50 <= 0.5 ms.
+
+`--oauth` also starts the test authorization server (`tests.servers.auth_server`, tokens living
+an hour) and a second gateway with `aggregator.oauth` set, in front of the same backend; one token
+is signed in for before the runs and wrk sends it as `Authorization: Bearer`, every round running
+direct, gateway, gateway with OAuth. The difference in gateway CPU per call between the two
+gateways is what the token check costs the hot path (the verified token is cached).
 Exits 1 if any request failed, 2 if wrk is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -26,8 +34,11 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +50,8 @@ from tests.ports import free_port  # noqa: E402
 GOAL_RATIO, GOAL_ADDED_P50_MS = 0.9, 0.5
 READY_TIMEOUT = 30.0
 PREFIX, SERVER, TOOL = "x", "echo", "echo"
+LABELS = {"direct": "backend directly", "gateway": "through the gateway", "oauth": "through the gateway, OAuth on"}
+TOKEN_TTL = 3600  # seconds: no token expires during a benchmark, so every call after the first hits the cache
 
 
 @dataclass
@@ -65,6 +78,16 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one path's wrk runs go: URL, tool name, headers, and the gateway whose CPU they cost."""
+
+    url: str
+    tool: str
+    gateway: Child
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,59 +152,100 @@ def gateway_ready(port: int) -> Callable[[Child], str | None]:
     return check
 
 
-def measure(path: str, url: str, tool: str, gateway: Child, backend: Child, args: argparse.Namespace) -> Run:
+def start_gateway(stack: contextlib.ExitStack, name: str, workdir: Path, backend: Child, **settings: Any) -> Child:
+    """`aggregator serve` (embedded store) in front of `backend`, `settings` added to its `aggregator` section."""
+    port = free_port()
+    config = {
+        "aggregator": {"host": "127.0.0.1", "port": port, "prefix": PREFIX, **settings},
+        "mcpServers": [{"name": SERVER, "type": "streamable-http", "url": backend.url, "timeout": 30}],
+    }
+    (workdir / f"{name}.yaml").write_text(json.dumps(config))  # JSON is YAML
+    argv = [sys.executable, "-m", "aggregator", "serve", "-c", str(workdir / f"{name}.yaml")]
+    return stack.enter_context(start(name, [*argv, "--log-level", "warning"], workdir, gateway_ready(port)))
+
+
+def bearer_token(issuer: str, audience: str) -> str:
+    """An access token for `audience`: alice signed in at `issuer` (authorization code + PKCE)."""
+    from tests.oauth_flows import sign_in  # here, not at the top: it imports the MCP SDK (1.5 s), only --oauth needs it
+
+    async def sign_alice_in() -> str:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return str((await sign_in(http, issuer, user="alice", resource=audience))["access_token"])
+
+    try:
+        return asyncio.run(sign_alice_in())
+    except (AssertionError, httpx.HTTPError) as error:  # sign_in asserts each step's answer
+        raise RuntimeError(f"cannot get a token from {issuer}: {error}") from None
+
+
+def measure(path: str, target: Target, backend: Child, args: argparse.Namespace) -> Run:
     """One wrk run, with the servers' CPU time (utime + stime) read before and after."""
-    pids = (gateway.process.pid, backend.process.pid)
+    pids = (target.gateway.process.pid, backend.process.pid)
     before = [cpu_seconds(pid) for pid in pids]
-    result = run_wrk(url, tool, seconds=args.duration, connections=args.connections, threads=args.threads)
+    result = run_wrk(
+        target.url,
+        target.tool,
+        seconds=args.duration,
+        connections=args.connections,
+        threads=args.threads,
+        headers=target.headers,
+    )
     used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
     calls = max(1, result.requests)
     return Run(path, result, used[0] / calls * 1e6, used[1] / calls * 1e6)
 
 
 def bench(args: argparse.Namespace) -> tuple[list[Run], str]:
-    """Start both servers, warm up, run the interleaved rounds; returns the runs and server log noise."""
+    """Start the servers, warm up, run the interleaved rounds; returns the runs and server log noise."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         backend = stack.enter_context(
             start("backend", [sys.executable, "-m", "tests.servers.echo", "--port", "0"], workdir, announced)
         )
-        port = free_port()
-        config = {
-            "aggregator": {"host": "127.0.0.1", "port": port, "prefix": PREFIX},
-            "mcpServers": [{"name": SERVER, "type": "streamable-http", "url": backend.url, "timeout": 30}],
-        }
-        (workdir / "gateway.yaml").write_text(json.dumps(config))  # JSON is YAML
-        argv = [sys.executable, "-m", "aggregator", "serve", "-c", str(workdir / "gateway.yaml")]
-        gateway = stack.enter_context(start("gateway", [*argv, "--log-level", "warning"], workdir, gateway_ready(port)))
-        paths = {"direct": (backend.url, TOOL), "gateway": (gateway.url, f"{PREFIX}_{SERVER}_{TOOL}")}
+        gateway = start_gateway(stack, "gateway", workdir, backend)
+        children = [backend, gateway]
+        tool = f"{PREFIX}_{SERVER}_{TOOL}"
+        paths = {"direct": Target(backend.url, TOOL, gateway), "gateway": Target(gateway.url, tool, gateway)}
         print(f"backend {backend.url} (pid {backend.process.pid}), gateway {gateway.url} (pid {gateway.process.pid})")
+        if args.oauth:
+            idp_argv = [sys.executable, "-m", "tests.servers.auth_server", "--port", "0", "--issuer-name", "corp"]
+            idp = stack.enter_context(start("idp", [*idp_argv, "--token-ttl", str(TOKEN_TTL)], workdir, announced))
+            guarded = start_gateway(stack, "gateway-oauth", workdir, backend, oauth={"issuer": idp.url})
+            token = bearer_token(idp.url, audience=guarded.url)  # the gateway's default audience: its /mcp URL
+            paths["oauth"] = Target(guarded.url, tool, guarded, {"Authorization": f"Bearer {token}"})
+            children += [idp, guarded]
+            print(f"authorization server {idp.url}, gateway with OAuth {guarded.url} (pid {guarded.process.pid})")
         print(f"wrk -t{args.threads} -c{args.connections}, {args.rounds} round(s) of {args.duration} s", flush=True)
-        for path, (url, tool) in paths.items():  # warm-up: connections, pools, caches
-            warm = run_wrk(url, tool, seconds=1, connections=args.connections, threads=args.threads)
+        for path, target in paths.items():  # warm-up: connections, pools, caches (and the issuer's keys)
+            warm = run_wrk(
+                target.url,
+                target.tool,
+                seconds=1,
+                connections=args.connections,
+                threads=args.threads,
+                headers=target.headers,
+            )
             if warm.errors:
                 raise RuntimeError(f"warm-up on the {path} path failed {warm.errors} times: {warm.first_bad}")
-        marks = {child.name: len(child.output()) for child in (backend, gateway)}
+        marks = {child.name: len(child.output()) for child in children}
         runs: list[Run] = []
         for round_ in range(1, args.rounds + 1):
-            for path, (url, tool) in paths.items():
-                runs.append(run := measure(path, url, tool, gateway, backend, args))
+            for path, target in paths.items():
+                runs.append(run := measure(path, target, backend, args))
                 print(
                     f"  round {round_} {path:8} {run.wrk.rps:7.0f} rps  p50 {run.wrk.p50_ms:6.2f} ms  "
                     f"p99 {run.wrk.p99_ms:7.2f} ms  errors {run.wrk.errors}",
                     flush=True,
                 )
         noise = "".join(
-            f"{child.name}: {line}\n"
-            for child in (backend, gateway)
-            for line in child.output()[marks[child.name] :].splitlines()
+            f"{child.name}: {line}\n" for child in children for line in child.output()[marks[child.name] :].splitlines()
         )
         return runs, noise
 
 
 def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
     """The results table and verdict lines (markdown); also whether every request succeeded."""
-    by_path = {path: [r for r in runs if r.path == path] for path in ("direct", "gateway")}
+    by_path = {path: rs for path in LABELS if (rs := [r for r in runs if r.path == path])}
     rps = {path: statistics.median(r.wrk.rps for r in rs) for path, rs in by_path.items()}
     p50 = {path: statistics.median(r.wrk.p50_ms for r in rs) for path, rs in by_path.items()}
     errors = {path: sum(r.wrk.errors for r in rs) for path, rs in by_path.items()}
@@ -192,11 +256,10 @@ def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
         "| path | rps | rps per round | p50 ms | p99 ms | errors | backend CPU/call | gateway CPU/call |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for path, label in (("direct", "backend directly"), ("gateway", "through the gateway")):
-        rs = by_path[path]
-        gateway_cpu = f"{statistics.median(r.gateway_cpu_us for r in rs):.0f} µs" if path == "gateway" else "—"
+    for path, rs in by_path.items():
+        gateway_cpu = f"{statistics.median(r.gateway_cpu_us for r in rs):.0f} µs" if path != "direct" else "—"
         lines.append(
-            f"| {label} | {rps[path]:.0f} | {', '.join(f'{r.wrk.rps:.0f}' for r in rs)} | {p50[path]:.2f} "
+            f"| {LABELS[path]} | {rps[path]:.0f} | {', '.join(f'{r.wrk.rps:.0f}' for r in rs)} | {p50[path]:.2f} "
             f"| {statistics.median(r.wrk.p99_ms for r in rs):.2f} | {errors[path]} "
             f"| {statistics.median(r.backend_cpu_us for r in rs):.0f} µs | {gateway_cpu} |"
         )
@@ -213,10 +276,14 @@ def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
         f"{verdict(added <= GOAL_ADDED_P50_MS)})",
     ]
     busy = {path: statistics.median(r.backend_cpu_us * r.wrk.rps / 1e6 for r in rs) for path, rs in by_path.items()}
-    gateway_busy = statistics.median(r.gateway_cpu_us * r.wrk.rps / 1e6 for r in by_path["gateway"])
+    gateway_busy = {
+        path: statistics.median(r.gateway_cpu_us * r.wrk.rps / 1e6 for r in rs) for path, rs in by_path.items()
+    }
     lines.append(
-        f"- CPU busy (cores): backend {busy['direct']:.2f} direct, {busy['gateway']:.2f} behind the gateway; "
-        f"gateway {gateway_busy:.2f}"
+        f"- CPU busy (cores): backend {busy['direct']:.2f} direct, {busy['gateway']:.2f} behind the gateway"
+        + (f", {busy['oauth']:.2f} behind the gateway with OAuth" if "oauth" in busy else "")
+        + f"; gateway {gateway_busy['gateway']:.2f}"
+        + (f", gateway with OAuth {gateway_busy['oauth']:.2f}" if "oauth" in gateway_busy else "")
         + (
             ". The backend is one process and saturated on both paths, so the ratio shows that the gateway keeps "
             "up with it, not what the hop costs; the gateway's CPU per call is that cost."
@@ -224,10 +291,21 @@ def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
             else "."
         )
     )
+    if "oauth" in by_path:
+        per_round = [
+            oauth.gateway_cpu_us - plain.gateway_cpu_us
+            for plain, oauth in zip(by_path["gateway"], by_path["oauth"], strict=True)
+        ]
+        lines.append(
+            f"- token check: **{statistics.median(per_round):+.0f} µs** gateway CPU per call (oauth on vs off, "
+            f"same run; per round: {', '.join(f'{d:+.0f}' for d in per_round)} µs); p50 "
+            f"{p50['oauth'] - p50['gateway']:+.2f} ms"
+        )
     if not clean:
         first = next(r.wrk for r in runs if r.wrk.errors)
+        failed = ", ".join(f"{path} {count}" for path, count in errors.items())
         lines += [
-            f"- **FAILED REQUESTS** (direct {errors['direct']}, gateway {errors['gateway']}): these rates are "
+            f"- **FAILED REQUESTS** ({failed}): these rates are "
             f"not results. First bad response: `{first.first_bad or 'socket error or timeout'}`"
         ]
     return "\n".join(lines), clean
@@ -274,7 +352,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved direct/gateway rounds (default 3)")
     parser.add_argument("--write-docs", action="store_true", help="update the bench block of docs/performance.md")
     parser.add_argument("--smoke", action="store_true", help="1 s, 1 round, 4 connections: proves it runs")
+    parser.add_argument("--oauth", action="store_true", help="add a gateway that checks OAuth tokens (a third path)")
     args = parser.parse_args()
+    if args.oauth and args.write_docs:
+        parser.error("--write-docs records the forwarding benchmark without --oauth; note OAuth results by hand")
     if args.smoke:
         args.duration, args.rounds, args.connections = 1, 1, 4
     args.threads = max(1, min(args.threads, args.connections))  # wrk wants connections >= threads

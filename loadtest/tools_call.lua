@@ -2,6 +2,8 @@
 --
 --   wrk -t2 -c16 -d8s --latency -s loadtest/tools_call.lua URL -- TOOL      (or MCP_TOOL=TOOL)
 --
+-- Headers given with wrk's -H (e.g. -H "Authorization: Bearer ...") are sent along with these.
+--
 -- A response counts as an error unless it is HTTP 200 with a JSON-RPC "result" in the body
 -- that is not a tool error ("isError": true).
 -- done() prints one line, `WRK_JSON {...}`, with requests, duration, latency percentiles (us)

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +64,20 @@ def require_wrk() -> str:
     return path
 
 
-def run_wrk(url: str, tool: str, *, seconds: float, connections: int, threads: int = 2) -> WrkResult:
-    """Load `url` with tools/call of `tool` for `seconds` (whole seconds, at least 1)."""
+def run_wrk(
+    url: str,
+    tool: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int = 2,
+    headers: Mapping[str, str] | None = None,
+) -> WrkResult:
+    """Load `url` with tools/call of `tool` for `seconds` (whole seconds, at least 1), `headers` added to each."""
     duration = max(1, round(seconds))
     command = [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "2s"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
     command += ["--latency", "-s", str(LUA), url, "--", tool]
     result = subprocess.run(
         command,

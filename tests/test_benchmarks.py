@@ -14,3 +14,16 @@ def test_forwarding_benchmark_smoke_run() -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "| through the gateway |" in result.stdout and "gateway/direct ratio" in result.stdout
+
+
+def test_forwarding_benchmark_with_oauth_reports_what_the_token_check_costs() -> None:
+    result = subprocess.run(
+        [sys.executable, "loadtest/bench.py", "--smoke", "--oauth"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "| through the gateway |" in result.stdout and "| through the gateway, OAuth on |" in result.stdout
+    assert "token check: " in result.stdout and "gateway CPU per call (oauth on vs off, same run" in result.stdout
