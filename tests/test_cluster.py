@@ -90,7 +90,7 @@ def leader(cluster: LocalCluster) -> str:
     """The worker holding the leader lock now (its value is `{fence}:{hostname}-{pid}`)."""
     client = redis.Redis(port=cluster.redis_port)
     try:
-        value = client.get("mcpagg:leader")
+        value = client.get("{mcpagg}:leader")
     finally:
         client.close()
     assert isinstance(value, bytes), "no worker holds the leader lock"

@@ -15,8 +15,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from shared.store.redis_keys import RedisKeys
+from shared.store.redis_url import REDIS_FAILURES, RedisClient
 
 __all__ = ["LeaderLock", "LeadershipLost"]
 
@@ -61,10 +61,11 @@ class LeadershipLost(Exception):
 
 
 class LeaderLock:
-    def __init__(self, client: aioredis.Redis, *, namespace: str, worker_id: str, ttl: float = 10.0) -> None:
+    def __init__(self, client: RedisClient, *, namespace: str, worker_id: str, ttl: float = 10.0) -> None:
+        keys = RedisKeys(namespace)
         self.client = client
-        self.key = f"{namespace}:leader"
-        self.fence_key = f"{namespace}:leader:fence"
+        self.key = keys.leader()
+        self.fence_key = keys.fence()  # same hash slot as the lock: one script touches both
         self.worker_id = worker_id
         self.ttl_ms = int(ttl * 1000)
         self.value: str | None = None
@@ -90,7 +91,7 @@ class LeaderLock:
 
     async def release(self) -> None:
         if self.value is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await self._release(keys=[self.key], args=[self.value])
             self.value = None
 
@@ -102,7 +103,7 @@ class LeaderLock:
             try:
                 if await self.try_acquire():
                     break
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 log.warning("cannot reach Redis for the leader lock (%s); retrying", exc)
             await asyncio.sleep(interval)
         log.info("elected leader with fencing token %s", self.fence, extra={"fence": self.fence})
@@ -122,7 +123,7 @@ class LeaderLock:
             try:
                 await self.renew()
                 failures = 0
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 failures += 1
                 log.warning("could not renew the leader lock (%s)", exc)
                 if failures * interval * 1000 >= self.ttl_ms:

@@ -36,8 +36,9 @@ return left
 """
 
 # Publish a registry event under the next version, so version order is publish order.
-# KEYS[1] = the version counter, KEYS[2] = the leader lock (fenced writers only)
-# ARGV[1] = channel, ARGV[2] = event JSON object without version, ARGV[3] = our lock value or ""
+# KEYS[1] = the version counter, KEYS[2] = the leader lock (fenced writers only), KEYS[3] = the
+# channel (a key here so a cluster checks it shares the others' slot, as sharded pub/sub needs)
+# ARGV[1] = PUBLISH or SPUBLISH, ARGV[2] = event JSON object without version, ARGV[3] = our lock value or ""
 # Returns the event JSON as published (with "version"), or the error FENCED.
 PUBLISH = """
 if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
@@ -45,7 +46,7 @@ if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
 end
 local version = redis.call('INCR', KEYS[1])
 local event = '{"version":' .. version .. ',' .. string.sub(ARGV[2], 2)
-redis.call('PUBLISH', ARGV[1], event)
+redis.call(ARGV[1], KEYS[3], event)
 return event
 """
 

@@ -1,0 +1,61 @@
+"""RedisPubSub: publish and subscribe through either client shape, sharded where a cluster has it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio.cluster import ClusterPubSub
+
+from shared.store.redis_replies import as_bytes, text, translated
+from shared.store.redis_url import REDIS_FAILURES, RedisClient
+
+__all__ = ["RedisPubSub"]
+
+
+class RedisPubSub:
+    """Publish and subscribe on the client's shape: sharded on a Redis Cluster that has it (7+).
+
+    Sharded channels live on the master of their slot (and follow it across failovers), so a
+    cluster does not broadcast every message to every node; classic pub/sub does that, which is
+    what a single Redis or a Sentinel-managed master offers anyway.
+    """
+
+    def __init__(self, client: RedisClient, where: str, *, sharded: bool) -> None:
+        self.client = client
+        self.where = where
+        self.sharded = sharded
+        self.command = "SPUBLISH" if sharded else "PUBLISH"
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        with translated(self.where):
+            await self.client.execute_command(self.command, channel, payload)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channels: list[str]) -> AsyncIterator[AsyncIterator[tuple[str, bytes]]]:
+        """Yield an endless iterator of (channel, payload); a lost connection raises StoreUnavailable."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        with translated(self.where):
+            await (pubsub.ssubscribe(*channels) if self.sharded else pubsub.subscribe(*channels))
+
+        async def receive() -> dict[str, Any] | None:
+            message: dict[str, Any] | None
+            if self.sharded and isinstance(pubsub, ClusterPubSub):
+                message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=30.0)
+            else:
+                message = await pubsub.get_message(timeout=30.0)
+            return message
+
+        async def messages() -> AsyncIterator[tuple[str, bytes]]:
+            while True:
+                with translated(self.where):
+                    message = await receive()
+                if message is not None and message["type"] in ("message", "smessage"):
+                    yield text(message["channel"]), as_bytes(message["data"])
+
+        try:
+            yield messages()
+        finally:
+            with contextlib.suppress(*REDIS_FAILURES):
+                await pubsub.aclose()
