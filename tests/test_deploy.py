@@ -27,25 +27,71 @@ def render(path: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/custom-metrics"])
-def test_kustomization_renders_and_every_manifest_validates(overlay: str) -> None:
+WITH_REDIS = [
+    "ConfigMap",
+    "Deployment",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "Ingress",
+    "PodDisruptionBudget",
+    "Service",
+    "Service",
+    "StatefulSet",
+]
+# The base's kinds less its Redis (a StatefulSet and a Service).
+WITHOUT_REDIS = [kind for kind in WITH_REDIS if kind != "StatefulSet"]
+WITHOUT_REDIS.remove("Service")
+EXTERNAL_REDIS = DEPLOY / "kubernetes" / "overlays" / "external-redis"
+
+
+@pytest.mark.parametrize(
+    ("overlay", "expected_kinds"),
+    [
+        ("base", WITH_REDIS),
+        ("overlays/custom-metrics", WITH_REDIS),
+        ("overlays/external-redis", WITHOUT_REDIS),
+    ],
+)
+def test_kustomization_renders_and_every_manifest_validates(overlay: str, expected_kinds: list[str]) -> None:
     documents = render(DEPLOY / "kubernetes" / overlay)
     kinds = sorted(doc["kind"] for doc in documents)
-    assert kinds == sorted(
-        [
-            "ConfigMap",
-            "Deployment",
-            "Deployment",
-            "HorizontalPodAutoscaler",
-            "Ingress",
-            "PodDisruptionBudget",
-            "Service",
-            "Service",
-            "StatefulSet",
-        ]
-    )
+    assert kinds == sorted(expected_kinds)
     for doc in documents:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_external_redis_overlay_takes_the_url_and_password_from_a_secret() -> None:
+    documents = render(EXTERNAL_REDIS)
+    assert "redis://redis:6379" not in yaml.safe_dump_all(documents)
+    assert not [doc for doc in documents if doc["metadata"]["name"] == "redis"]
+    deployments = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "Deployment"}
+    assert deployments.keys() == {"aggregator", "aggregator-worker"}
+    for name, deployment in deployments.items():
+        env = {entry["name"]: entry for entry in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["AGGREGATOR_REDIS_URL"] == {
+            "name": "AGGREGATOR_REDIS_URL",
+            "valueFrom": {"secretKeyRef": {"name": "aggregator-redis", "key": "url"}},
+        }, name
+        assert env["AGGREGATOR_REDIS_PASSWORD"] == {
+            "name": "AGGREGATOR_REDIS_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "aggregator-redis", "key": "password", "optional": True}},
+        }, name
+
+
+def test_the_external_redis_example_secret_is_valid_and_shows_every_url_form() -> None:
+    path = EXTERNAL_REDIS / "secret.example.yaml"
+    kustomization = yaml.safe_load((EXTERNAL_REDIS / "kustomization.yaml").read_text())
+    assert path.name not in kustomization["resources"], "the example Secret must not be applied"
+    text = path.read_text()
+    secret = yaml.safe_load(text)
+    kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "aggregator-redis"
+    assert {"url", "password"} <= secret["stringData"].keys()
+    urls = re.findall(r"^[#\s]*url: (\S+)$", text, flags=re.MULTILINE)
+    assert secret["stringData"]["url"] in urls
+    schemes = {url.split("://", 1)[0] for url in urls}
+    assert schemes >= {"redis+sentinel", "redis+cluster"}, schemes
+    assert schemes & {"redis", "rediss"}, schemes
 
 
 def test_pods_run_non_root_with_probes_limits_and_graceful_stop() -> None:
