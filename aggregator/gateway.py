@@ -87,6 +87,7 @@ class Gateway:
         )
         self.router = Router(self.server)
         self.sync = RegistrySync(self.registry, stores, on_epoch=self.sessions.epoch_seen)
+        self.sync.on_recovered = self.sessions.store_recovered
         self.supervisor = (
             BackendSupervisor(
                 config.mcp_servers,

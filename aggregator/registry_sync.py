@@ -31,6 +31,8 @@ class RegistrySync:
         self.registry = registry
         self.stores = stores
         self.on_epoch = on_epoch
+        self.on_recovered: Callable[[], Awaitable[None]] | None = None
+        """Told when the store is followed again after an outage (which may have lost recent writes)."""
         self.on_user_changed: Callable[[str], None] | None = None
         """Told the user key of a user_changed event (that user's view is rebuilt on every replica)."""
         """Told the store's epoch at every reload (sessions write themselves back when it changed)."""
@@ -48,6 +50,8 @@ class RegistrySync:
                     await self.reload()
                     if failures:
                         log.info("registry sync is back after %d failed attempts; state reloaded", failures)
+                        if self.on_recovered is not None:
+                            await self.on_recovered()
                     failures = 0
                     async for event in events:
                         await self.apply(event)

@@ -52,6 +52,10 @@ class Switchable:
         self._reach("create")
         await self.inner.create(record, ttl=ttl)
 
+    async def restore(self, record: SessionRecord, *, ttl: float) -> bool:
+        self._reach("restore")
+        return await self.inner.restore(record, ttl=ttl)
+
     async def get(self, session_id: str) -> SessionRecord | None:
         self._reach("get")
         return await self.inner.get(session_id)
@@ -301,6 +305,35 @@ async def test_when_the_store_comes_back_empty_sessions_served_here_are_written_
     clock.advance(TOUCH + 1)
     assert await manager.get(record.id, subject=None) == record  # not a 404
     assert await store.inner.get(record.id) is not None  # back in the store for every replica
+
+
+async def test_a_failover_that_lost_a_session_write_is_repaired_by_the_replica_that_holds_it(
+    store: Switchable, clock: Clock
+) -> None:
+    """A Redis failover may promote a replica that never received the newest writes (same epoch)."""
+    holder, other = replica(store, clock), replica(store, clock)
+    kept = await holder.create(initialize())
+    idle = await holder.create(initialize())
+    store.down = True  # the master dies...
+    clock.advance(TOUCH + 1)
+    assert await holder.get(kept.id, subject=None) == kept  # served from what this replica knows
+    store.inner = MemorySessionStore(clock)  # ...and the promoted replica never got either session
+    store.down = False
+    clock.advance(TOUCH + 1)
+    assert await holder.get(kept.id, subject=None) == kept  # restored on its next use
+    assert await other.get(kept.id, subject=None) == kept
+    assert await other.get(idle.id, subject=None) is None  # not yet: the holder has not looked
+    await holder.store_recovered()  # what registry sync tells it when it follows the store again
+    assert await other.get(idle.id, subject=None) == idle  # every replica serves it again
+
+
+async def test_restoring_after_an_outage_never_overwrites_a_newer_copy(store: Switchable, clock: Clock) -> None:
+    holder, other = replica(store, clock), replica(store, clock)
+    record = await holder.create(initialize())
+    newer = msgspec.structs.replace(record, client_info={"name": "changed elsewhere"})
+    await other.update(newer)
+    await holder.store_recovered()
+    assert await store.inner.get(record.id) == newer
 
 
 async def test_a_session_deleted_elsewhere_is_not_resurrected(store: Switchable, clock: Clock) -> None:

@@ -5,10 +5,12 @@ it has seen in a small cache and reads (and touches) each again at most every `t
 so the request path does not wait on the store for every message and a change made on another
 replica is seen within that interval.
 
-The store may be away, or come back empty (Redis restarted without persistence). A session
-opened while it is away lives on this replica only and is written to the store by `keep`
-once it is back; when the store lost its data (its epoch changed), every session this
-replica served recently is written back, so clients keep their sessions.
+The store may be away, or come back empty (Redis restarted without persistence), or come back
+without its latest writes (a failover promoted a Redis replica that had not yet received them).
+A session opened while it is away lives on this replica only and is written to the store by
+`keep` once it is back. When the store lost its data (its epoch changed) or recovered from an
+outage, every session this replica served recently is restored (written only where missing, so
+a newer copy from another replica wins), and so clients keep their sessions on any replica.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class SessionManager:
         self._cache: dict[str, _Cached] = {}
         self._unsaved: dict[str, SessionRecord] = {}
         self._unsaved_added = asyncio.Event()
+        self._trouble_at = float("-inf")
+        """When the store last failed or recovered from an outage: writes confirmed before may be lost."""
 
     @property
     def local_only(self) -> int:
@@ -112,11 +116,16 @@ class SessionManager:
             return cached.record
         try:
             record = await self.store.get(session_id)  # read again: another replica may have changed it
-            if record is None and cached is not None and await self.store_lost_data():
-                record = cached.record  # the store came back empty; write_back put it back
+            if record is None and cached is not None:
+                if await self.store_lost_data():
+                    record = cached.record  # the store came back empty; write_back put it back
+                elif cached.checked <= self._trouble_at:  # confirmed before an outage that may have lost it
+                    await self.store.restore(cached.record, ttl=self.idle_timeout)
+                    record = cached.record
             if record is not None:
                 await self.store.touch(session_id, ttl=self.idle_timeout)
         except StoreUnavailable:
+            self._trouble_at = self._clock()
             if cached is not None:
                 return cached.record  # degraded: keep serving a session this replica already knows
             raise
@@ -151,16 +160,23 @@ class SessionManager:
         previous, self.epoch = self.epoch, current
         if previous is None or previous == current:
             return False
-        await self.write_back()
+        await self.write_back("the store lost its data")
         return True
 
-    async def write_back(self) -> None:
-        """Put every session this replica served within the idle timeout back into the store."""
+    async def store_recovered(self) -> None:
+        """The store is back after an outage (perhaps a failover that lost recent writes): restore ours."""
+        self._trouble_at = self._clock()
+        await self.write_back("the store recovered from an outage")
+
+    async def write_back(self, why: str) -> None:
+        """Restore every session this replica served within the idle timeout where the store lacks it."""
         horizon = self._clock() - self.idle_timeout
-        recent = [cached.record for cached in self._cache.values() if cached.checked > horizon]
+        recent = [cached.record for cached in list(self._cache.values()) if cached.checked > horizon]
+        restored = 0
         for record in recent:
-            await self.store.create(record, ttl=self.idle_timeout)
-        log.warning("the store lost its data; wrote back %d session(s) this replica serves", len(recent))
+            restored += await self.store.restore(record, ttl=self.idle_timeout)
+        if restored:
+            log.warning("%s; restored %d of the %d session(s) this replica serves", why, restored, len(recent))
 
     async def keep(self) -> None:
         """Write sessions opened while the store was away once it is back (runs until cancelled)."""

@@ -118,6 +118,12 @@ class MemorySessionStore:
     async def create(self, record: SessionRecord, *, ttl: float) -> None:
         self._data.set(record.id, _copy(record), ttl)
 
+    async def restore(self, record: SessionRecord, *, ttl: float) -> bool:
+        if self._data.get(record.id) is not None:
+            return False
+        self._data.set(record.id, _copy(record), ttl)
+        return True
+
     async def get(self, session_id: str) -> SessionRecord | None:
         record = self._data.get(session_id)
         return _copy(record) if record is not None else None

@@ -102,6 +102,10 @@ class SessionStore(Protocol):
 
     async def create(self, record: SessionRecord, *, ttl: float) -> None: ...
 
+    async def restore(self, record: SessionRecord, *, ttl: float) -> bool:
+        """Write the record only if the store has none under its id (a copy the store lost); True if written."""
+        ...
+
     async def get(self, session_id: str) -> SessionRecord | None: ...
 
     async def touch(self, session_id: str, *, ttl: float) -> bool:

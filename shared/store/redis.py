@@ -109,6 +109,11 @@ class RedisSessionStore(_Part):
         with translated(self.where):
             await self.client.set(self.keys.session(record.id), _encode(record), px=int(ttl * 1000))
 
+    async def restore(self, record: SessionRecord, *, ttl: float) -> bool:
+        with translated(self.where):
+            key = self.keys.session(record.id)
+            return bool(await self.client.set(key, _encode(record), px=int(ttl * 1000), nx=True))
+
     async def get(self, session_id: str) -> SessionRecord | None:
         with translated(self.where):
             data = await self.client.get(self.keys.session(session_id))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from shared.events import ToolUpdateEvent
 from shared.records import ServerRecord, SessionRecord
 from shared.store.protocols import Stores
@@ -56,6 +58,17 @@ async def test_sessions_expire_unless_touched_and_delete_ends_them(stores: Store
     await sessions.create(SessionRecord(id="s2", protocol_version="2025-11-25"), ttl=0.2)
     await asyncio.sleep(0.35)
     assert await sessions.get("s2") is None
+
+
+async def test_a_session_is_restored_only_where_the_store_lacks_it(stores: Stores) -> None:
+    sessions = stores.sessions
+    lost = SessionRecord(id="s3", protocol_version="2025-11-25", client_info={"name": "old copy"})
+    assert await sessions.restore(lost, ttl=5)
+    assert await sessions.get("s3") == lost
+    await sessions.create(msgspec.structs.replace(lost, client_info={"name": "newer"}), ttl=5)
+    assert not await sessions.restore(lost, ttl=5)
+    got = await sessions.get("s3")
+    assert got is not None and got.client_info == {"name": "newer"}
 
 
 async def test_block_overrides_set_and_clear(stores: Stores) -> None:
