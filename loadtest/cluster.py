@@ -109,6 +109,8 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
     expect_up: tuple[str, ...] | None = None
     """Backends that must be up on every replica before the cluster counts as ready (default: all)."""
+    external_redis: str | None = None
+    """A Redis URL to use (Sentinel, Cluster, ...) instead of starting a redis-server of its own."""
     processes: dict[str, Process] = field(default_factory=dict)
     stats_ports: dict[str, int] = field(default_factory=dict)
 
@@ -129,7 +131,7 @@ class LocalCluster:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.external_redis or f"redis://127.0.0.1:{self.redis_port}/0"
 
     def replica_url(self, index: int) -> str:
         return f"http://127.0.0.1:{self.replica_ports[index]}"
@@ -140,7 +142,8 @@ class LocalCluster:
         for tool in ("redis-server", "haproxy"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool} is not installed; run `apt-get install -y {tool}`")
-        self._start_redis()
+        if self.external_redis is None:
+            self._start_redis()
         for index in range(self.workers):
             self._add(
                 f"worker-{index}",
