@@ -22,6 +22,7 @@ from shared.store.memory import MemoryStores
 from shared.store.protocols import Stores
 from shared.store.redis import open_redis_stores
 from tests.redis_server import RedisServer, start_redis
+from tests.redis_topologies import RedisClusterTopology, SentinelTopology, start_cluster, start_sentinel
 
 _PYTEST_OWN = "pytest-of-"  # tmp_path folders, which pytest manages and keeps by design
 _SESSION_TMP = pytest.StashKey[tuple[Path, str | None, str | None]]()
@@ -49,6 +50,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             reporter.write_sep("=", "temporary files left behind", red=True)
             reporter.write_line(f"each helper must remove what it creates; left: {', '.join(leftovers)}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def sentinel_redis() -> Iterator[SentinelTopology]:
+    """Master, replica and three sentinels, started the first time a test asks (kill tests start their own)."""
+    topology = start_sentinel()
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_redis() -> Iterator[RedisClusterTopology]:
+    """Three masters with a replica each, started the first time a test asks (kill tests start their own)."""
+    topology = start_cluster()
+    try:
+        yield topology
+    finally:
+        topology.stop()
 
 
 @pytest.fixture(scope="session")
