@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import redis
 from mcp import Client
 
 from loadtest.cluster import LocalCluster
@@ -66,6 +67,8 @@ class FailoverReport:
     sessions: int = 0
     sessions_lost_by_redis: int = 0
     sessions_kept: int = 0
+    sessions_in_store_after: int = 0
+    """Of the sessions opened before the failover, how many the store holds at the end (any replica can serve)."""
     block_visible_s: float = 0.0
     list_change_visible_s: float = 0.0
     fences: list[int] = field(default_factory=list)
@@ -83,6 +86,7 @@ class FailoverReport:
                 "sessions kept (of them lost by Redis)",
                 f"{self.sessions_kept} / {self.sessions} ({self.sessions_lost_by_redis})",
             ),
+            ("of them in the store again at the end", f"{self.sessions_in_store_after}"),
             ("tool blocked after failover -> gone on both replicas", f"{self.block_visible_s * 1000:.0f} ms"),
             ("backend's new tool -> listed on both replicas", f"{self.list_change_visible_s * 1000:.0f} ms"),
             ("worker fencing tokens (in order)", " <= ".join(str(f) for f in self.fences) or "-"),
@@ -181,6 +185,30 @@ async def _until(check: Callable[[list[set[str]]], bool], cluster: LocalCluster,
     return time.monotonic() - start
 
 
+def _kill_master(topology: SentinelTopology | RedisClusterTopology) -> int:
+    """SIGKILL the master (on a cluster, the one holding the control plane's keys); its port."""
+    if isinstance(topology, SentinelTopology):
+        return topology.kill_master()
+    return topology.kill_master_with_replica(holding="{mcpagg}:leader")
+
+
+def _on_master(topology: SentinelTopology | RedisClusterTopology, work: Callable[[Any], Any]) -> Any:
+    """Run `work` with a client of the current master (of every master, on a cluster)."""
+    client: redis.Redis | redis.RedisCluster
+    if isinstance(topology, SentinelTopology):
+        client = redis.Redis(port=topology.master_port())
+    else:
+        client = redis.RedisCluster(host="127.0.0.1", port=topology.live()[0].port)
+    try:
+        return work(client)
+    finally:
+        client.close()
+
+
+def _session_keys(client: redis.Redis | redis.RedisCluster) -> list[bytes]:
+    return sorted(client.scan_iter(match="mcpagg:session:*"))
+
+
 def _fences(cluster: LocalCluster) -> list[int]:
     text = "".join(p.log.read_text(errors="replace") for n, p in cluster.processes.items() if n.startswith("worker"))
     return [int(f) for f in re.findall(r"elected leader with fencing token (\d+)", text)]
@@ -193,7 +221,12 @@ async def _scenario(topology: SentinelTopology | RedisClusterTopology, report: F
             "mcpServers": [{"name": "tb", "type": "streamable-http", "url": backend.url}],
         }
         with LocalCluster(
-            config, replicas=2, workers=1, lock_ttl=3.0, external_redis=topology.url, env={"AGGREGATOR_ADMIN_TOKEN": TOKEN}
+            config,
+            replicas=2,
+            workers=1,
+            lock_ttl=3.0,
+            external_redis=topology.url,
+            env={"AGGREGATOR_ADMIN_TOKEN": TOKEN},
         ) as cluster:
             async with contextlib.AsyncExitStack() as stack:
                 sessions = [
@@ -203,15 +236,17 @@ async def _scenario(topology: SentinelTopology | RedisClusterTopology, report: F
                 for session in sessions:
                     await session.call_tool(ECHO, {"text": "before"})
                 report.sessions = len(sessions)
+                held = await asyncio.to_thread(_on_master, topology, _session_keys)
                 traffic, readiness = _Load(cluster.url, report, load), _Readiness(cluster)
                 tasks = [asyncio.create_task(traffic.run()), asyncio.create_task(readiness.run())]
                 await asyncio.sleep(2.0)
                 killed_at = time.monotonic()
-                old = await asyncio.to_thread(topology.kill_master)
+                old = await asyncio.to_thread(_kill_master, topology)
                 report.promotion_s = await asyncio.to_thread(topology.wait_for_promotion, old)
                 promoted_at = killed_at + report.promotion_s
-                lost = [s.session_id for s in sessions[:LOST_SESSIONS]]
-                report.sessions_lost_by_redis = await asyncio.to_thread(topology.delete, [f"mcpagg:session:{s}" for s in lost])
+                report.sessions_lost_by_redis = await asyncio.to_thread(
+                    _on_master, topology, lambda client: sum(client.delete(key) for key in held[:LOST_SESSIONS])
+                )
                 await asyncio.sleep(5.5)  # readiness settles; load keeps running
                 async with httpx.AsyncClient(timeout=5, headers={"authorization": f"Bearer {TOKEN}"}) as admin:
                     blocked = await admin.post(f"{cluster.replica_url(0)}/admin/tools/{BLOCKED}/block")
@@ -221,11 +256,16 @@ async def _scenario(topology: SentinelTopology | RedisClusterTopology, report: F
                 fresh = f"fresh_{uuid.uuid4().hex[:8]}"
                 async with Client(f"{cluster.replica_url(0)}/mcp", mode="2026-07-28") as actor:
                     await actor.call_tool("x_tb_add_tool", {"tool": fresh})
-                report.list_change_visible_s = await _until(lambda both: all(f"x_tb_{fresh}" in n for n in both), cluster)
+                report.list_change_visible_s = await _until(
+                    lambda both: all(f"x_tb_{fresh}" in n for n in both), cluster
+                )
                 traffic.running = readiness.running = False
                 await asyncio.gather(*tasks)
                 report.degraded_seen = readiness.degraded_between(killed_at, promoted_at)
                 report.ok_after_promotion_s = readiness.ok_after(promoted_at)
+                report.sessions_in_store_after = await asyncio.to_thread(
+                    _on_master, topology, lambda client: sum(client.exists(key) for key in held)
+                )
                 for session in sessions:
                     with contextlib.suppress(Exception):
                         result = await asyncio.wait_for(session.call_tool(ECHO, {"text": "after"}), 10)
@@ -250,7 +290,9 @@ def main() -> int:
     parser.add_argument("--load", type=int, default=6, help="concurrent SDK clients (a third hold sessions)")
     args = parser.parse_args()
     for kind in ("sentinel", "cluster") if args.topology == "both" else (args.topology,):
-        print(f"==> {kind}: starting Redis, a worker, two replicas and haproxy; killing the master under load", flush=True)
+        print(
+            f"==> {kind}: starting Redis, a worker, two replicas and haproxy; killing the master under load", flush=True
+        )
         print(run_failover(kind, load=args.load).table(), flush=True)
     return 0
 

@@ -81,14 +81,15 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
-    """Each store implementation in turn (Redis under a namespace of its own): one test, both stores."""
+    """Each store implementation in turn, Redis in each of its shapes (under a namespace of its own)."""
     if request.param == "memory":
         instance: Stores = MemoryStores()
     else:
-        server = request.getfixturevalue("redis_server")
-        instance = await open_redis_stores(server.url, namespace=f"test-{uuid.uuid4().hex[:8]}")
+        fixture = {"redis": "redis_server", "sentinel": "sentinel_redis", "cluster": "cluster_redis"}[request.param]
+        url = request.getfixturevalue(fixture).url
+        instance = await open_redis_stores(url, namespace=f"test-{uuid.uuid4().hex[:8]}")
     try:
         yield instance
     finally:

@@ -18,6 +18,7 @@ from functools import partial
 from urllib.parse import quote
 
 import redis
+from redis.crc import key_slot
 
 from tests.ports import free_port
 from tests.redis_server import RedisServer, start_redis
@@ -279,10 +280,15 @@ class RedisClusterTopology:
         """The cluster as the first live node sees it."""
         return _cluster_nodes(self.live()[0])
 
-    def kill_master_with_replica(self) -> int:
-        """SIGKILL a master that has an in-sync replica (so the cluster can fail over); return its port."""
+    def kill_master_with_replica(self, holding: str | None = None) -> int:
+        """SIGKILL a master that has an in-sync replica (so the cluster can fail over); return its port.
+
+        With `holding`, the master of that key's slot (it must have an in-sync replica)."""
         view = self.cluster_nodes()
+        slot = key_slot(holding.encode()) if holding is not None else None
         for master in (node for node in view if node.is_master and node.slots):
+            if slot is not None and not any(first <= slot <= last for first, last in master.slots):
+                continue
             replicas = [n for n in view if n.master_id == master.id and n.connected and n.port in self.nodes]
             if any(_replica_synced(self.nodes[r.port]) for r in replicas):
                 self.nodes[master.port].kill()

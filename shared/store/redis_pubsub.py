@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.asyncio.cluster import ClusterPubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from shared.store.redis_replies import as_bytes, text, translated
 from shared.store.redis_url import REDIS_FAILURES, RedisClient
@@ -37,6 +37,10 @@ class RedisPubSub:
         """Yield an endless iterator of (channel, payload); a lost connection raises StoreUnavailable."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         with translated(self.where):
+            if isinstance(self.client, RedisCluster):
+                # A (re)subscription follows the slots as they are now: after a failover the
+                # client's map may still name the dead master, and pub/sub never refreshes it.
+                await self.client.nodes_manager.initialize()
             await (pubsub.ssubscribe(*channels) if self.sharded else pubsub.subscribe(*channels))
 
         async def receive() -> dict[str, Any] | None:
