@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import re
 import sys
 import time
@@ -289,6 +290,8 @@ def main() -> int:
     parser.add_argument("--topology", choices=("sentinel", "cluster", "both"), default="both")
     parser.add_argument("--load", type=int, default=6, help="concurrent SDK clients (a third hold sessions)")
     args = parser.parse_args()
+    # The SDK client logs a traceback when a notification reaches a session it is closing; noise here.
+    logging.getLogger("mcp.client.streamable_http").setLevel(logging.CRITICAL)
     for kind in ("sentinel", "cluster") if args.topology == "both" else (args.topology,):
         print(
             f"==> {kind}: starting Redis, a worker, two replicas and haproxy; killing the master under load", flush=True
