@@ -7,12 +7,15 @@ which prints the same figures for docs/performance.md).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from loadtest.failover import run_failover
+from shared.events import ToolUpdateEvent
 from shared.store.protocols import StoreUnavailable
-from shared.store.redis import open_redis_stores
-from tests.redis_topologies import start_cluster, start_sentinel
+from shared.store.redis import RedisStores, open_redis_stores
+from tests.redis_topologies import RedisClusterTopology, start_cluster, start_sentinel
 
 PASSWORD = "pw with:odd@chars"
 
@@ -58,3 +61,18 @@ def test_killing_the_redis_master_under_load_loses_nothing(shape: str) -> None:
     assert report.block_visible_s <= 1.0, report.table()
     assert report.list_change_visible_s <= 5.0, report.table()
     assert report.fences and report.fences == sorted(report.fences), report.table()
+
+
+async def test_a_cluster_without_sharded_pub_sub_still_carries_events(cluster_redis: RedisClusterTopology) -> None:
+    """Redis Cluster before 7 (no SPUBLISH): classic pub/sub, which the cluster broadcasts to every node."""
+    sharded = await open_redis_stores(cluster_redis.url, namespace="classic-check")
+    assert sharded.sharded  # this Redis has it; now play one that has not
+    classic = RedisStores(sharded.client, namespace="classic-check", where=sharded.where, sharded=False)
+    try:
+        async with classic.events.subscribe() as events, classic.messages.subscribe("a", "b") as messages:
+            published = await classic.events.publish(ToolUpdateEvent(type="tool_block_changed", tool="x"))
+            assert await asyncio.wait_for(anext(events), 5) == published
+            await classic.messages.publish("b", b"hello")
+            assert await asyncio.wait_for(anext(messages), 5) == ("b", b"hello")
+    finally:
+        await sharded.aclose()
