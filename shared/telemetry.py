@@ -19,6 +19,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
+from shared.call_metrics import CallMetrics
+
 __all__ = ["CALL_LOG", "Telemetry", "configure_logging"]
 
 CALL_LOG = logging.getLogger("aggregator.calls")
@@ -35,18 +37,12 @@ class Telemetry:
         reader = PrometheusMetricReader(registry=self.registry, scope_info_enabled=False)
         self.provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": service}))
         meter = self.provider.get_meter("aggregator")
-        # Counted in a plain dict and read by OpenTelemetry at collection time: a dict increment
-        # is what a call costs, instead of a synchronous instrument's attribute hashing.
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
+        self.calls = CallMetrics(
+            "mcp_tool_call_duration_seconds", "Tool call duration as seen by the gateway", _SECONDS_BUCKETS
+        )
+        self.registry.register(self.calls)
         meter.create_observable_counter(
             "mcp.tool_calls", callbacks=[self._observe_calls], description="Tool calls by tool, server and outcome"
-        )
-        self._duration = meter.create_histogram(
-            "mcp.tool_call.duration",
-            unit="s",
-            description="Tool call duration as seen by the gateway",
-            explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
         )
         self._auth_events = meter.create_counter(
             "mcp.auth.events", description="Sign-in events by backend and kind (login_attempt, login_success, ...)"
@@ -57,12 +53,7 @@ class Telemetry:
         )
 
     def tool_call(self, tool: str, server: str, outcome: str, duration: float) -> None:
-        key = (tool, server, outcome)
-        attributes = self._attributes.get(key)
-        if attributes is None:
-            attributes = self._attributes[key] = {"tool": tool, "server": server, "outcome": outcome}
-        self._counts[key] = self._counts.get(key, 0) + 1
-        self._duration.record(duration, attributes)
+        self.calls.record((tool, server, outcome), duration)
         if CALL_LOG.isEnabledFor(logging.INFO):
             CALL_LOG.info(
                 "tool call",
@@ -70,7 +61,10 @@ class Telemetry:
             )
 
     def _observe_calls(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(count, self._attributes[key]) for key, count in list(self._counts.items())]
+        return [
+            Observation(count, {"tool": tool, "server": server, "outcome": outcome})
+            for (tool, server, outcome), count in list(self.calls.counts.items())
+        ]
 
     def auth_event(self, server: str, event: str) -> None:
         """One sign-in event on this replica (the cluster-wide counts are in the AuthMetrics store)."""
