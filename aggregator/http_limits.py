@@ -21,7 +21,8 @@ timer and no task.
 uvicorn internals relied on (hence the version range in pyproject.toml): the parser callbacks
 `on_message_begin`, `on_headers_complete` and `on_message_complete`, and `data_received`,
 which this class wraps; `self.cycle` (`response_started`, `response_complete`,
-`disconnected`, `message_event`) and `self.pipeline`, to tell whether a response is under
+`disconnected`, `message_event`, and `transport`, which becomes a HeadWithBody so each
+response leaves in one write) and `self.pipeline`, to tell whether a response is under
 way (then the connection is only closed, so no answer interleaves with it) and, when the body
 deadline passes, to end the request's cycle so the app sees a disconnect and writes nothing
 after the 408; the keep-alive timer (`timeout_keep_alive_task`, `_unset_keepalive_if_required`,
@@ -39,6 +40,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from aggregator.response_writes import HeadWithBody
 from shared.config import AggregatorSettings
 from shared.protocol.errors import InvalidRequest
 from shared.protocol.jsonrpc import error_response
@@ -111,6 +113,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._reading = _Reading.BODY
         super().on_headers_complete()
+        if self.cycle is not None:  # the cycle just made for this request: answer in one write
+            self.cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._disarm()
