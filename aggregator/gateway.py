@@ -163,7 +163,11 @@ class Gateway:
         auth.users.announce = self._announce_user
         self.sync.on_user_changed = self._user_changed
         self.forwarder.users = auth.users
-        self.server.sign_in = auth.sign_in
+        self.server.sign_in = sign_in = auth.sign_in
+        self.server.internal.register(
+            (tool["name"] for tool in CORE_TOOLS),
+            lambda ctx, name, arguments, params: sign_in.call(name, ctx.principal, arguments),
+        )
         self._tasks.append(asyncio.create_task(self.pool.reap(), name="user-connection-reaper"))
 
     async def _announce_user(self, key: str) -> None:
