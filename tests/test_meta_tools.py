@@ -1,7 +1,8 @@
 """Meta-tools end to end: `aggregator.exposure: meta | both`, official SDK clients in both eras, real backends.
 
-Backends: the toolbox over streamable HTTP (`beta`, shared by the module's gateways),
-mcp-server-time over stdio (`time`), and two toolbox instances over stdio as the family `kube`.
+Backends: the toolbox over streamable HTTP (`beta`) and as a 2025-11-25-only server (`old`), both
+shared by the module's gateways; mcp-server-time over stdio (`time`); two toolbox instances over
+stdio as the family `kube`.
 One gateway per exposure lives for the module; the meta one also blocks `x_time_convert*` by a
 config glob and has the admin API on, for run-time blocks.
 """
@@ -53,17 +54,22 @@ def toolbox(name: str, **spec: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def beta() -> Iterator[RunningServer]:
-    with run_http_server("tests.servers.toolbox", "--name", "beta", "--transport", "streamable-http") as server:
-        yield server
+def http_backends() -> Iterator[dict[str, RunningServer]]:
+    with (
+        run_http_server("tests.servers.toolbox", "--name", "beta", "--transport", "streamable-http") as beta,
+        run_http_server(
+            "tests.servers.toolbox", "--name", "old", "--transport", "streamable-http", "--legacy-only"
+        ) as old,
+    ):
+        yield {"beta": beta, "old": old}
 
 
-def config(exposure: str, beta: RunningServer, **aggregator: Any) -> dict[str, Any]:
+def config(exposure: str, http_backends: dict[str, RunningServer], **aggregator: Any) -> dict[str, Any]:
     return {
         "aggregator": {"exposure": exposure, **aggregator},
         "mcpServers": [
             {"name": "time", "type": "stdio", "command": PY, "args": ["-m", "mcp_server_time"]},
-            {"name": "beta", "type": "streamable-http", "url": beta.url},
+            *({"name": name, "type": "streamable-http", "url": server.url} for name, server in http_backends.items()),
             toolbox("kube-eu", family={"name": "kube"}),
             toolbox("kube-us", family={"name": "kube"}),
         ],
@@ -71,15 +77,15 @@ def config(exposure: str, beta: RunningServer, **aggregator: Any) -> dict[str, A
 
 
 @pytest.fixture(scope="module")
-def meta_gateway(beta: RunningServer) -> Iterator[GatewayProcess]:
-    settings = config("meta", beta, denylist={"extra": ["x_time_convert*"]})
+def meta_gateway(http_backends: dict[str, RunningServer]) -> Iterator[GatewayProcess]:
+    settings = config("meta", http_backends, denylist={"extra": ["x_time_convert*"]})
     with run_gateway(settings, env={"AGGREGATOR_ADMIN_TOKEN": ADMIN["authorization"][7:]}) as gateway:
         yield gateway
 
 
 @pytest.fixture(scope="module")
-def both_gateway(beta: RunningServer) -> Iterator[GatewayProcess]:
-    with run_gateway(config("both", beta)) as gateway:
+def both_gateway(http_backends: dict[str, RunningServer]) -> Iterator[GatewayProcess]:
+    with run_gateway(config("both", http_backends)) as gateway:
         yield gateway
 
 
@@ -142,7 +148,7 @@ async def test_every_meta_tool_answers_json_and_structured_content_that_its_outp
     assert answers["list_tools"]["signInRequired"] == []  # no backend here needs the user's own account
     assert answers["describe_tool"]["tool"]["inputSchema"]["required"] == ["text"]
     assert answers["call_tool"] == {"result": "hi"}  # the backend's own structuredContent
-    assert {t["name"] for t in answers["filter_tools"]["tools"]} == {"x_beta_echo", "x_kube_echo"}
+    assert {t["name"] for t in answers["filter_tools"]["tools"]} == {"x_beta_echo", "x_old_echo", "x_kube_echo"}
     assert "toolbox://beta/info" in {r["uri"] for r in answers["list_resources"]["resources"]}
     assert "toolbox://beta/items/{item}" in {r["uriTemplate"] for r in answers["list_resources"]["resourceTemplates"]}
     assert answers["describe_resource"]["resource"]["mimeType"] == "text/plain"
@@ -161,7 +167,8 @@ async def test_a_client_that_sees_only_meta_tools_reaches_every_backend_a_family
         names = await listed(client)
         assert {"x_time_get_current_time", "x_beta_whoami", "x_kube_whoami"} <= names
         assert not any(name.endswith(("kubectl_delete", "convert_time")) for name in names)
-        assert text(await call(client, "x_beta_whoami")) == "beta"
+        for server in ("beta", "old"):
+            assert text(await call(client, f"x_{server}_whoami")) == server
         assert "datetime" in text(await call(client, "x_time_get_current_time", {"timezone": "UTC"}))
         for member in ("kube-eu", "kube-us"):
             assert text(await call(client, "x_kube_whoami", {"server": member})) == member
@@ -294,7 +301,7 @@ async def filtered(client: Client, **arguments: str) -> set[str]:
 
 async def test_filter_tools_by_glob_description_and_server(meta_gateway: GatewayProcess) -> None:
     async with Client(meta_gateway.url, mode="legacy") as client:
-        assert await filtered(client, pattern="*WHOAMI") == {"x_beta_whoami", "x_kube_whoami"}
+        assert await filtered(client, pattern="*WHOAMI") == {"x_beta_whoami", "x_old_whoami", "x_kube_whoami"}
         assert await filtered(client, pattern="x_?eta_ech?") == {"x_beta_echo"}
         assert await filtered(client, pattern="x_beta_*", description="RETURN THE") == {"x_beta_echo"}
         assert await filtered(client, pattern="*", description="destructive") == set()  # blocked: not there
@@ -325,6 +332,18 @@ async def test_progress_and_cancellation_pass_through_call_tool(meta_gateway: Ga
         started = time.monotonic()
         assert text(await call(client, "x_beta_echo", {"text": "next"})) == "next"
         assert time.monotonic() - started < 2
+
+
+async def _elicit(ctx: Any, params: Any) -> t.ElicitResult:
+    return t.ElicitResult(action="accept", content={"name": "ada"})
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_backends_question_reaches_the_client_through_call_tool(meta_gateway: GatewayProcess, era: str) -> None:
+    async with Client(meta_gateway.url, mode=era, elicitation_callback=_elicit) as client:
+        for server in ("beta", "old"):  # one asks in its result (2026-07-28), the other mid-call (2025-11-25)
+            with anyio.fail_after(30):
+                assert text(await call(client, f"x_{server}_ask_name")) == "hello ada"
 
 
 async def test_a_backend_list_change_reaches_meta_clients_of_both_eras(meta_gateway: GatewayProcess) -> None:
