@@ -30,6 +30,8 @@ class CoreItems:
 
     tools: tuple[dict[str, Any], ...] = ()
     resources: tuple[dict[str, Any], ...] = ()
+    meta_tools: tuple[dict[str, Any], ...] = ()
+    """Listed instead of the backends' tools (`exposure: meta`) or beside them (`both`); unused when native."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,9 @@ class Catalog:
     serial: int = field(default_factory=lambda: next(_SERIALS))
     """Unique per catalog built (views of one version share it, serials tell them apart)."""
     tools: list[dict[str, Any]] = field(default_factory=list)
+    """What tools/list shows, as `aggregator.exposure` says."""
+    backend_tools: list[dict[str, Any]] = field(default_factory=list)
+    """The backends' tools a client may call (blocked ones left out): what the meta-tool list_tools shows."""
     prompts: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)
     resource_templates: list[dict[str, Any]] = field(default_factory=list)

@@ -7,8 +7,9 @@ Naming is deterministic and independent of backend start order:
     resources           URIs with a scheme unchanged; others like prompts
 
 Names the spec would reject (too long, characters outside [A-Za-z0-9_.-]) are shortened to a
-readable stem plus a short hash of the full name, and still route. Every change rebuilds an
-immutable `Catalog`; the request path only reads `registry.catalog`.
+readable stem plus a short hash of the full name, and still route. `aggregator.exposure` decides
+what tools/list shows (the backends' tools, the meta-tools, or both); every name routes either
+way. Every change rebuilds an immutable `Catalog`; the request path only reads `registry.catalog`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class CatalogBuilder:
         core: CoreItems,
     ) -> None:
         self.core = core
+        self.exposure = settings.exposure
         self.prefix = settings.prefix
         self.limit = settings.max_tool_name_length
         self.specs = specs
@@ -89,6 +91,10 @@ class CatalogBuilder:
     # -- tools ---------------------------------------------------------------------------------
 
     def _tools(self) -> None:
+        own = [*self.core.tools, *(self.core.meta_tools if self.exposure != "native" else ())]
+        for tool in own:  # the gateway's own, unprefixed, claimed first; never on a denylist
+            self.taken.add(tool["name"])
+            self.catalog.tool_routes[tool["name"]] = ToolRoute(tool["name"], tool["name"], (), internal=True)
         families: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
         solo: list[tuple[str, dict[str, Any]]] = []
         for server in self.up:
@@ -120,11 +126,9 @@ class CatalogBuilder:
             exposed.append(self._family_tool(family, original, instance_arg, members))
         for server, tool in solo:
             exposed.append(self._solo_tool(server, tool))
-        for tool in self.core.tools:  # the gateway's own, unprefixed; never on a denylist
-            self.taken.add(tool["name"])
-            self.catalog.tool_routes[tool["name"]] = ToolRoute(tool["name"], tool["name"], (), internal=True)
-            exposed.append(tool)
-        self.catalog.tools = sorted((t for t in exposed if t is not None), key=lambda t: t["name"])
+        backend = self.catalog.backend_tools = sorted((t for t in exposed if t is not None), key=lambda t: t["name"])
+        listed = [*self.core.meta_tools] if self.exposure == "meta" else [*backend, *own]
+        self.catalog.tools = sorted(listed, key=lambda t: t["name"])
 
     def _solo_tool(self, server: str, tool: dict[str, Any]) -> dict[str, Any] | None:
         name = self._exposed(self.specs[server].prefix, tool["name"])

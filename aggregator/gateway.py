@@ -25,6 +25,8 @@ from aggregator.client_requests import ClientRequests
 from aggregator.forwarding import Forwarder
 from aggregator.handlers import AggregatorServer
 from aggregator.input_required import InputBroker
+from aggregator.meta_tool_specs import META_TOOL_NAMES, META_TOOLS
+from aggregator.meta_tools import MetaTools
 from aggregator.notifications import NotificationHub
 from aggregator.protocol.sessions import SessionManager
 from aggregator.registry import ServerRegistry
@@ -66,7 +68,8 @@ class Gateway:
         self.closing = asyncio.Event()
         self.specs = {spec.name: spec for spec in config.mcp_servers}
         self.protected = {name: spec for name, spec in self.specs.items() if spec.auth is not None}
-        core = CoreItems(CORE_TOOLS, CORE_RESOURCES) if self.protected else None
+        own = (CORE_TOOLS, CORE_RESOURCES) if self.protected else ((), ())
+        core = CoreItems(*own, meta_tools=META_TOOLS)  # the catalog lists the meta-tools as aggregator.exposure says
         self.registry = ServerRegistry(config.aggregator, config.mcp_servers, core=core)
         self.hub = NotificationHub(max_streams=self.settings.max_streams)
         self.registry.on_change(self.hub.lists_changed)
@@ -85,6 +88,7 @@ class Gateway:
         self.server = AggregatorServer(
             config, self.registry, self.pool, self.sessions, self.streams, self.telemetry, self.forwarder
         )
+        self.server.internal.register(META_TOOL_NAMES, MetaTools(self.server).call)  # routed unless native
         self.router = Router(self.server)
         self.sync = RegistrySync(self.registry, stores, on_epoch=self.sessions.epoch_seen)
         self.sync.on_recovered = self.sessions.store_recovered
@@ -163,7 +167,11 @@ class Gateway:
         auth.users.announce = self._announce_user
         self.sync.on_user_changed = self._user_changed
         self.forwarder.users = auth.users
-        self.server.sign_in = auth.sign_in
+        self.server.sign_in = sign_in = auth.sign_in
+        self.server.internal.register(
+            (tool["name"] for tool in CORE_TOOLS),
+            lambda ctx, name, arguments, params: sign_in.call(name, ctx.principal, arguments),
+        )
         self._tasks.append(asyncio.create_task(self.pool.reap(), name="user-connection-reaper"))
 
     async def _announce_user(self, key: str) -> None:

@@ -20,6 +20,7 @@ from aggregator.auth.user_backends import UserBackends
 from aggregator.calls import CallContext
 from aggregator.catalog import Catalog, ItemRoute, ToolRoute
 from aggregator.forwarding import Forwarder, backend_error, stamp
+from aggregator.internal_tools import InternalTools
 from aggregator.protocol.sessions import SessionManager
 from aggregator.protocol.stateless import SUPPORTED_VERSIONS
 from aggregator.registry import ServerRegistry
@@ -74,6 +75,7 @@ class AggregatorServer:
         self.telemetry = telemetry
         self.forwarder = forwarder
         self.sign_in: SignIn | None = None
+        self.internal = InternalTools()
         self._list_cache: dict[tuple[int, str, str | None, bool], Raw] = {}
 
     @property
@@ -170,11 +172,10 @@ class AggregatorServer:
         try:
             route = self._tool(catalog, name)
             if route.internal:
-                assert self.sign_in is not None
                 arguments = _decode_object(params.get("arguments"), "arguments")
-                answer = await self.sign_in.call(name, ctx.principal, arguments)
+                answer = await self.internal.call(ctx, name, arguments, params)
                 outcome = "tool_error" if answer.get("isError") else "ok"
-                return raw(answer | _complete(ctx))
+                return raw(_complete(ctx) | answer)
             server = self._route_arguments(route, params)
             if route.header_map and ctx.param_headers is not None:
                 _check_param_headers(route, params, ctx.param_headers)

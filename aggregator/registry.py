@@ -11,7 +11,6 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any
 
 import msgspec
 
@@ -99,7 +98,7 @@ class ServerRegistry:
     def _rebuild(self) -> set[str]:
         old = self.catalog
         new = self._build({}, old.version + 1)
-        changed = {kind.key for kind in LIST_KINDS if _encode(old.items(kind.key)) != _encode(new.items(kind.key))}
+        changed = {kind.key for kind in LIST_KINDS if _announced(old, kind.key) != _announced(new, kind.key)}
         self.catalog = new
         if changed:
             for listener in self._listeners:
@@ -110,5 +109,11 @@ class ServerRegistry:
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 
-def _encode(items: list[dict[str, Any]]) -> bytes:
-    return _encoder.encode(items)
+def _announced(catalog: Catalog, kind: str) -> bytes:
+    """What a list_changed of `kind` is about: the list, and for tools also what list_tools shows.
+
+    With `exposure: meta` tools/list itself never changes, yet clients must hear of new tools.
+    """
+    if kind == "tools":
+        return _encoder.encode((catalog.tools, catalog.backend_tools))
+    return _encoder.encode(catalog.items(kind))

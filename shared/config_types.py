@@ -18,6 +18,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DenylistSettings",
+    "Exposure",
     "FamilySpec",
     "OAuthSettings",
     "RateLimitSettings",
@@ -28,6 +29,8 @@ __all__ = [
 
 Transport = Literal["streamable-http", "sse", "stdio"]
 BackendType = Literal["stdio", "sse", "streamable-http"]
+Exposure = Literal["native", "meta", "both"]
+"""What tools/list shows: the backends' tools, the meta-tools (aggregator/meta_tools.py) instead, or both."""
 
 
 class ConfigError(Exception):
@@ -68,6 +71,7 @@ class AggregatorSettings(_Spec, frozen=True):
     port: int = 8090
     transport: Transport = "streamable-http"
     prefix: str = "x"
+    exposure: Exposure = "native"
     yolo: bool = False
     max_tool_name_length: int = 64
     allowed_origins: tuple[str, ...] = ()

@@ -17,6 +17,7 @@ def test_defaults_are_safe() -> None:
     assert config.aggregator.port == 8090
     assert config.aggregator.yolo is False
     assert config.aggregator.prefix == "x"
+    assert config.aggregator.exposure == "native"  # the backends' tools, as they are
     assert config.aggregator.max_body_bytes == 4 * 1024 * 1024
     assert (config.aggregator.header_timeout, config.aggregator.body_timeout) == (10, 30)
     assert (config.aggregator.max_header_bytes, config.aggregator.max_streams) == (64 * 1024, 1000)
@@ -146,6 +147,7 @@ def test_unknown_field_without_a_close_match_lists_the_valid_ones() -> None:
             "$.mcpServers.time.type: 'htp' is not one of sse, stdio, streamable-http",
         ),
         ("aggregator: {transport: tcp}", "$.aggregator.transport: 'tcp' is not one of sse, stdio, streamable-http"),
+        ("aggregator: {exposure: metas}", "$.aggregator.exposure: 'metas' is not one of both, meta, native"),
     ],
 )
 def test_enum_error_lists_the_allowed_values(text: str, expected: str) -> None:
@@ -434,6 +436,20 @@ def test_check_lists_the_backends_of_a_claude_desktop_file_and_warns(tmp_path) -
     assert f"aggregator: warning: {path}: $.mcpServers.time.command: 'no-such-program-4711'" in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     assert "abc123" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("exposure", ["meta", "all"])
+def test_check_validates_the_exposure(tmp_path, exposure: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"aggregator: {{exposure: {exposure}}}\nmcpServers: []\n")
+    result = subprocess.run(
+        [str(BIN / "aggregator"), "check", "-c", str(path)], capture_output=True, text=True, timeout=60
+    )
+    if exposure == "all":
+        assert result.returncode == 2
+        assert f"{path}: $.aggregator.exposure: 'all' is not one of both, meta, native" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
 
 
 def test_yaml_boolean_server_key_asks_for_quotes() -> None:

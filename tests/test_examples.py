@@ -1,11 +1,15 @@
-"""The README's auth example runs as written (examples/auth_demo.py)."""
+"""The README's examples run as written: the auth demo (examples/auth_demo.py), the meta-tools config."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
-from tests.gateway_process import ROOT
+import yaml
+from mcp import Client
+
+from tests.gateway_process import ROOT, run_gateway
 
 
 def test_the_auth_demo_signs_alice_in_to_the_gateway_and_both_backends() -> None:
@@ -19,3 +23,18 @@ def test_the_auth_demo_signs_alice_in_to_the_gateway_and_both_backends() -> None
     assert "x_saas_whoami (the token she got by signing in): sub=alice" in output
     assert "auth://status: kube=connected, saas=connected" in output
     assert "eyJ" not in output
+
+
+async def test_the_meta_tools_example_lists_the_time_tools_and_calls_one() -> None:
+    section = (ROOT / "README.md").read_text().split("## Meta-tools", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert example is not None
+    with run_gateway(yaml.safe_load(example.group(1))) as gateway:
+        async with Client(gateway.url, mode="2026-07-28") as client:
+            assert len((await client.list_tools()).tools) == 11
+            listed = (await client.call_tool("list_tools", {})).structured_content or {}
+            assert "x_time_get_current_time" in {tool["name"] for tool in listed["tools"]}
+            answer = await client.call_tool(
+                "call_tool", {"name": "x_time_get_current_time", "arguments": {"timezone": "UTC"}}
+            )
+            assert (answer.structured_content or {})["timezone"] == "UTC"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 
+from aggregator.auth.sign_in import CORE_TOOLS
+from aggregator.catalog import CoreItems
 from aggregator.catalog_builder import fit_name
+from aggregator.meta_tool_specs import META_TOOL_NAMES, META_TOOLS
 from aggregator.registry import ServerRegistry
 from shared.config import parse_config
 from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
@@ -118,6 +122,43 @@ def test_unblock_override_makes_tool_visible() -> None:
     changed = reg.set_overrides({"x_alpha_kubectl_delete": False})
     assert changed == {"tools"}
     assert names(reg) == ["x_alpha_kubectl_delete"]
+
+
+@pytest.mark.parametrize(
+    ("exposure", "listed"),
+    [
+        ("native", ["core_auth_login", "core_auth_logout", "x_alpha_echo"]),
+        ("meta", sorted(META_TOOL_NAMES)),
+        ("both", sorted({"core_auth_login", "core_auth_logout", "x_alpha_echo", *META_TOOL_NAMES})),
+    ],
+)
+def test_exposure_decides_what_tools_list_shows_and_every_name_still_routes(exposure: str, listed: list[str]) -> None:
+    settings = msgspec.structs.replace(CONFIG.aggregator, exposure=exposure)
+    reg = ServerRegistry(settings, CONFIG.mcp_servers, core=CoreItems(CORE_TOOLS, meta_tools=META_TOOLS))
+    reg.update(record("alpha", tool("echo"), tool("kubectl_delete")))
+    assert names(reg) == listed
+    assert [t["name"] for t in reg.catalog.backend_tools] == ["x_alpha_echo"]  # what list_tools shows
+    assert reg.catalog.tool("x_alpha_echo").servers == ("alpha",)
+    assert reg.catalog.tool("core_auth_login").internal
+    with pytest.raises(ToolBlocked):
+        reg.catalog.tool("x_alpha_kubectl_delete")
+    if exposure == "native":
+        with pytest.raises(UnknownTool):
+            reg.catalog.tool("list_tools")
+    else:
+        assert reg.catalog.tool("list_tools").internal
+
+
+def test_with_meta_exposure_a_backend_tool_change_is_announced_though_tools_list_stays_the_same() -> None:
+    settings = msgspec.structs.replace(CONFIG.aggregator, exposure="meta")
+    reg = ServerRegistry(settings, CONFIG.mcp_servers, core=CoreItems(meta_tools=META_TOOLS))
+    announced: list[set[str]] = []
+    reg.on_change(announced.append)
+    reg.update(record("alpha", tool("echo")))
+    before = names(reg)
+    assert reg.update(record("alpha", tool("echo"), tool("added"))) == {"tools"}
+    assert names(reg) == before and announced[-1] == {"tools"}
+    assert reg.set_overrides({"x_alpha_added": True}) == {"tools"}  # a run-time block changes list_tools too
 
 
 @pytest.mark.parametrize("hidden", ["kubectl_delete\u200b", "echo\tx", "ec\u202eho", "\u00adcleanup", "echo\n"])

@@ -220,6 +220,17 @@ class SignIn:
         log.info("a user signed in to %s", flow.server, extra={"server": flow.server})
         return 200, _page(f"Signed in to {flow.server}", "Return to your client: its tools are there now.")
 
+    def awaiting(self, principal: Principal | None) -> list[dict[str, Any]]:
+        """The backends this user must sign in to before their tools show, each with the call that does it."""
+        records = self.users.records_of(principal.subject) if principal is not None else {}
+        return [
+            {"server": name, "status": status, "tool": "core_auth_login", "arguments": {"server": name}}
+            for name, spec in sorted(self.protected.items())
+            if spec.auth is not None
+            and spec.auth.mode == "login"
+            and (status := _status(records.get(name), spec)) != "connected"
+        ]
+
     # -- auth://status --------------------------------------------------------------------------
 
     async def status(self, principal: Principal | None) -> Raw:
