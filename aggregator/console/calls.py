@@ -61,7 +61,7 @@ class CallRow:
     p50: float | None
     p99: float | None
     rates: list[float]
-    """Calls per second in each interval, oldest first."""
+    """Calls per second in each interval, oldest first; always `keep` long (0 before the history began)."""
     errors: list[float]
     """Calls not `ok` per second in each interval."""
     p99s: list[float]
@@ -70,6 +70,7 @@ class CallRow:
 class CallHistory:
     def __init__(self, *, step: float = STEP, keep: int = KEEP) -> None:
         self.step = step
+        self.keep = keep
         self.steps: deque[Step] = deque(maxlen=keep)
         self.bounds: list[float] = []
         self._last: dict[str, Counters] = {}
@@ -114,6 +115,8 @@ class CallHistory:
                 whole.add(tally.count, tally.errors, tally.buckets)
         recent = [t.count for t in tallies[-_RATE_SPAN:] if t is not None]
         span = min(len(tallies), _RATE_SPAN) * self.step
+        axis: list[Tally | None] = [None] * (self.keep - len(tallies))  # a fixed time axis for the charts
+        axis += tallies
         return CallRow(
             name=name,
             calls=whole.count,
@@ -121,9 +124,9 @@ class CallHistory:
             error_rate=whole.errors / whole.count if whole.count else 0.0,
             p50=percentile(self.bounds, whole.buckets, 0.50),
             p99=percentile(self.bounds, whole.buckets, 0.99),
-            rates=[(t.count if t else 0) / self.step for t in tallies],
-            errors=[(t.errors if t else 0) / self.step for t in tallies],
-            p99s=[(percentile(self.bounds, t.buckets, 0.99) or 0.0) if t else 0.0 for t in tallies],
+            rates=[(t.count if t else 0) / self.step for t in axis],
+            errors=[(t.errors if t else 0) / self.step for t in axis],
+            p99s=[(percentile(self.bounds, t.buckets, 0.99) or 0.0) if t else 0.0 for t in axis],
         )
 
 

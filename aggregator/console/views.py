@@ -112,7 +112,6 @@ def tools(gateway: Gateway, text: str, server: str) -> dict[str, Any]:
 
 def calls(watch: ClusterWatch) -> dict[str, Any]:
     history = watch.history
-    minutes = len(history.steps) * history.step / 60
 
     def shown(row: CallRow) -> dict[str, Any]:
         return {
@@ -124,7 +123,8 @@ def calls(watch: ClusterWatch) -> dict[str, Any]:
         }
 
     return {
-        "minutes": minutes,
+        "window": len(history.steps) * history.step,
+        "keep": history.keep * history.step,
         "step": history.step,
         "by_tool": [shown(row) for row in history.rows("tools")],
         "by_server": [shown(row) for row in history.rows("servers")],
