@@ -74,6 +74,8 @@ class CallHistory:
         self.steps: deque[Step] = deque(maxlen=keep)
         self.bounds: list[float] = []
         self._last: dict[str, Counters] = {}
+        self._rows: dict[str, list[CallRow]] = {}
+        """Rows as of the last interval, by grouping: pages render every second, intervals come every STEP."""
 
     def add(self, beats: list[Heartbeat], at: float) -> None:
         """Take one interval's differences from the replicas' heartbeats."""
@@ -101,12 +103,15 @@ class CallHistory:
                     servers.setdefault(key[1], Tally()).add(added, errors, delta)
         self._last = seen
         self.steps.append(Step(at, tools, servers))
+        self._rows.clear()
 
     def rows(self, by: Literal["tools", "servers"]) -> list[CallRow]:
         """Every name with calls in the window, busiest first."""
-        names = sorted({name for step in self.steps for name in getattr(step, by)})
-        rows = [self._row(name, [getattr(step, by).get(name) for step in self.steps]) for name in names]
-        return sorted(rows, key=lambda row: (-row.calls, row.name))
+        if by not in self._rows:
+            names = sorted({name for step in self.steps for name in getattr(step, by)})
+            rows = [self._row(name, [getattr(step, by).get(name) for step in self.steps]) for name in names]
+            self._rows[by] = sorted(rows, key=lambda row: (-row.calls, row.name))
+        return self._rows[by]
 
     def _row(self, name: str, tallies: list[Tally | None]) -> CallRow:
         whole = Tally()

@@ -74,7 +74,7 @@ class Console:
 
     def routes(self) -> list[Route]:
         routes = [
-            Route("/admin", lambda request: RedirectResponse("/admin/", 308), methods=["GET"]),
+            Route("/admin", _to_console, methods=["GET"]),
             Route(f"{BASE}/sign-in", self._sign_in_page, methods=["GET"]),
             Route(f"{BASE}/sign-in", self._sign_in, methods=["POST"]),
             Route(f"{BASE}/sign-out", self._signed_in(self._sign_out), methods=["POST"]),
@@ -188,6 +188,10 @@ class Console:
             return _unavailable(f"cannot ask to reconnect {server} now", exc)
         log.info("console: reconnect %s", server, extra={"server": server})
         return _back(request)
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse("/admin/", 308)
 
 
 async def _form(request: Request) -> dict[str, str] | None:

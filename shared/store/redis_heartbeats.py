@@ -11,6 +11,8 @@ keys expire whole once nobody has beaten for a TTL.
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 
 from shared.records import Heartbeat
@@ -19,6 +21,8 @@ from shared.store.redis_replies import text, translated
 from shared.store.redis_url import RedisClient
 
 __all__ = ["RedisHeartbeatStore"]
+
+log = logging.getLogger("shared.store")
 
 # KEYS[1] = records hash, KEYS[2] = deadlines zset; ARGV[1] = id, ARGV[2] = record, ARGV[3] = ttl ms
 _BEAT = """
@@ -65,7 +69,13 @@ class RedisHeartbeatStore:
         with translated(self.where):
             flat = await self._live(keys=self._keys)
         records = {text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
-        return [_decoder.decode(records[beat_id]) for beat_id in sorted(records)]
+        found = []
+        for beat_id in sorted(records):
+            try:
+                found.append(_decoder.decode(records[beat_id]))
+            except msgspec.DecodeError:  # its ValidationError too
+                log.warning("skipped a heartbeat this version cannot read (from %s)", beat_id)
+        return found
 
     async def remove(self, beat_id: str) -> None:
         with translated(self.where):
