@@ -158,7 +158,7 @@ async def test_a_block_in_the_browser_holds_on_the_other_replica_and_the_cli_s_s
     await expect(row.get_by_role("button", name="Unblock", exact=True)).to_be_visible()
     started = time.monotonic()
     await until(lambda: _absent(other, TOOL), 5, "the block reaching replica 1")
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 2.5  # within a second, plus an SDK client's connect per check
     await page.screenshot(path=shots / "console-tools.png", full_page=True)
     await row.get_by_role("button", name="Unblock", exact=True).click()
     await expect(row.get_by_role("button", name="Block", exact=True)).to_be_visible()

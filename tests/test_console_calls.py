@@ -34,7 +34,7 @@ def test_intervals_sum_every_replica_s_new_calls_per_tool_and_backend() -> None:
     assert tools["u"].calls == 8 and tools["u"].p50 == pytest.approx(0.01 + 0.09 * 0.5)
     (server,) = history.rows("servers")
     assert server.name == "s" and server.calls == 20
-    assert server.rates == [0.0, 0.0, 2.0] and server.errors == [0.0, 0.0, 0.2]  # padded to `keep`
+    assert server.rates == [None, 0.0, 2.0] and server.errors == [None, 0.0, 0.2]  # padded to `keep`
 
 
 def test_a_replica_whose_counters_went_back_counts_from_zero_and_the_ring_is_bounded() -> None:
@@ -57,3 +57,5 @@ def test_percentiles_interpolate_within_a_bucket_and_stop_at_the_last_bound() ->
 def test_a_sparkline_is_an_inline_svg_with_an_accessible_label() -> None:
     svg = str(sparkline("t <calls>", ([0, 1, 2], "rate")))
     assert svg.startswith("<svg") and 'aria-label="t &lt;calls&gt;"' in svg and 'class="rate"' in svg
+    before_data = str(sparkline("late", ([None, None, 1.0, 2.0], "rate")))
+    assert 'points="120.0,' in before_data  # drawn from where the data begins

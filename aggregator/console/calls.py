@@ -60,11 +60,11 @@ class CallRow:
     """Share of calls not `ok` over the window (0..1)."""
     p50: float | None
     p99: float | None
-    rates: list[float]
-    """Calls per second in each interval, oldest first; always `keep` long (0 before the history began)."""
-    errors: list[float]
+    rates: list[float | None]
+    """Calls per second in each interval, oldest first; always `keep` long (None before the history began)."""
+    errors: list[float | None]
     """Calls not `ok` per second in each interval."""
-    p99s: list[float]
+    p99s: list[float | None]
 
 
 class CallHistory:
@@ -120,8 +120,7 @@ class CallHistory:
                 whole.add(tally.count, tally.errors, tally.buckets)
         recent = [t.count for t in tallies[-_RATE_SPAN:] if t is not None]
         span = min(len(tallies), _RATE_SPAN) * self.step
-        axis: list[Tally | None] = [None] * (self.keep - len(tallies))  # a fixed time axis for the charts
-        axis += tallies
+        before: list[None] = [None] * (self.keep - len(tallies))  # a fixed time axis for the charts
         return CallRow(
             name=name,
             calls=whole.count,
@@ -129,9 +128,9 @@ class CallHistory:
             error_rate=whole.errors / whole.count if whole.count else 0.0,
             p50=percentile(self.bounds, whole.buckets, 0.50),
             p99=percentile(self.bounds, whole.buckets, 0.99),
-            rates=[(t.count if t else 0) / self.step for t in axis],
-            errors=[(t.errors if t else 0) / self.step for t in axis],
-            p99s=[(percentile(self.bounds, t.buckets, 0.99) or 0.0) if t else 0.0 for t in axis],
+            rates=[*before, *((t.count if t else 0) / self.step for t in tallies)],
+            errors=[*before, *((t.errors if t else 0) / self.step for t in tallies)],
+            p99s=[*before, *((percentile(self.bounds, t.buckets, 0.99) or 0.0) if t else 0.0 for t in tallies)],
         )
 
 

@@ -148,7 +148,7 @@ class Console:
 
         async def guarded(request: Request) -> Response:
             session = await self.sessions.find(request.cookies.get(COOKIE))
-            if request.method == "GET":
+            if request.method in ("GET", "HEAD"):
                 if session is not None:
                     return await handler(request, session)
                 if request.url.path.endswith("/events"):
