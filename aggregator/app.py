@@ -2,7 +2,7 @@
 
 The MCP endpoints (`/mcp`, the hot path, and the legacy `/sse` + `/message`) are plain ASGI,
 dispatched before Starlette's router; everything else (`/healthz`, `/readyz`, `/metrics`,
-`/admin`) is ordinary Starlette.
+`/admin`, and the admin console under `/admin/`) is ordinary Starlette.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from aggregator.admin import admin_routes
 from aggregator.auth.resource_server import BearerAuth, JwtVerifier, issuer_keys, protected_resource_metadata
+from aggregator.console import Console
 from aggregator.gateway import Gateway
 from aggregator.middleware import check_host_and_origin
 from aggregator.transport.http_common import ASGIApp, Receive, Scope, Send, send_error
@@ -113,13 +114,18 @@ class GatewayApp:
         self.gateway = gateway
         self._mcp = StreamableHttpEndpoint(gateway)
         self._sse = LegacySseEndpoints(gateway)
+        console = None
         if self.admin_token:
-            for route in admin_routes(gateway, self.admin_token):
+            console = Console(gateway, self.admin_token)
+            for route in [*admin_routes(gateway, self.admin_token), *console.routes()]:
                 self._starlette.router.routes.append(route)
+            await console.start()
         try:
             yield
         finally:
             self._mcp = None
+            if console is not None:
+                await console.stop()
             await gateway.stop()
             self.gateway = None
             if self._given_stores is None:

@@ -24,6 +24,7 @@ from aggregator.catalog import CoreItems
 from aggregator.client_requests import ClientRequests
 from aggregator.forwarding import Forwarder
 from aggregator.handlers import AggregatorServer
+from aggregator.heartbeat import ReplicaBeat
 from aggregator.input_required import InputBroker
 from aggregator.meta_tool_specs import META_TOOL_NAMES, META_TOOLS
 from aggregator.meta_tools import MetaTools
@@ -38,8 +39,10 @@ from aggregator.state_seal import StateSeal
 from shared.backends.base import BackendConnection
 from shared.config import Config
 from shared.events import ToolUpdateEvent
+from shared.heartbeat import keep_beating
 from shared.pool import SessionConnectionPool
 from shared.protocol.jsonrpc import Params
+from shared.reconnect import follow_reconnects
 from shared.store.protocols import Stores
 from shared.telemetry import Telemetry
 from worker.supervisor import BackendSupervisor
@@ -106,6 +109,14 @@ class Gateway:
         # A cluster replica keeps its own connections (and stdio processes) open from the start.
         shared = [name for name in self.specs if name not in self.protected]  # protected ones: per user
         self.connections = None if control_plane else ReplicaConnections(self.pool, shared)
+        self.beat = ReplicaBeat(
+            self.replica_id,
+            pool=self.pool,
+            sessions=self.sessions,
+            hub=self.hub,
+            sync=self.sync,
+            calls=self.telemetry.calls,
+        )
         self.user_auth: UserAuth | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -118,6 +129,10 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self.sync.run(), name="registry-sync"))
         self._tasks.append(asyncio.create_task(self.link.run(), name="replica-link"))
         self._tasks.append(asyncio.create_task(self.sessions.keep(), name="sessions"))
+        self._tasks.append(asyncio.create_task(keep_beating(self.stores.heartbeats, self.beat), name="heartbeat"))
+        self._tasks.append(
+            asyncio.create_task(follow_reconnects(self.stores.messages, self._reconnect), name="reconnects")
+        )
         if self.supervisor is not None:
             self._tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
         if self.connections is not None:
@@ -200,6 +215,12 @@ class Gateway:
             self.supervisor.connection_lost(server, reason)
         if self.connections is not None:
             self.connections.connection_lost(server)
+
+    def _reconnect(self, server: str) -> None:
+        if self.supervisor is not None:
+            self.supervisor.reconnect(server)
+        if self.connections is not None:
+            self.connections.reconnect(server)
 
     def _backend_states(self) -> list[tuple[str, bool]]:
         live = self.pool.snapshot()

@@ -11,6 +11,7 @@ in-process supervisor keeps the same pool's connections open, and this is not us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -29,7 +30,9 @@ class ReplicaConnections:
     def __init__(self, pool: SessionConnectionPool, servers: Iterable[str]) -> None:
         self.pool = pool
         self.servers = tuple(servers)
-        self._lost = {name: asyncio.Event() for name in self.servers}
+        self._wake = {name: asyncio.Event() for name in self.servers}
+        """Set when a connection was lost, or an operator asked for a fresh one."""
+        self._fresh: set[str] = set()
         self._tried: set[str] = set()
         self.warm = asyncio.Event()
         """Set once every backend had its first connection attempt (whatever its outcome)."""
@@ -43,16 +46,24 @@ class ReplicaConnections:
                 group.create_task(self._keep(name), name=f"replica-connection-{name}")
 
     def connection_lost(self, server: str) -> None:
-        event = self._lost.get(server)
+        event = self._wake.get(server)
         if event is not None:
             event.set()
+
+    def reconnect(self, server: str) -> None:
+        """Open a fresh connection now (shared/reconnect.py): replace a live one, or end a backoff wait."""
+        if server in self._wake:
+            self._fresh.add(server)
+            self._wake[server].set()
 
     async def _keep(self, server: str) -> None:
         failures = 0
         while True:
-            self._lost[server].clear()
+            self._wake[server].clear()
+            fresh = server in self._fresh
+            self._fresh.discard(server)
             try:
-                await self.pool.get(server)
+                await (self.pool.connect(server) if fresh else self.pool.get(server))
             except GatewayError as exc:
                 failures += 1
                 delay = backoff_delay(failures, base=_BACKOFF_BASE)
@@ -64,11 +75,12 @@ class ReplicaConnections:
                     extra={"server": server},
                 )
                 self._attempted(server)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake[server].wait(), delay)
                 continue
             failures = 0
             self._attempted(server)
-            await self._lost[server].wait()
+            await self._wake[server].wait()
 
     def _attempted(self, server: str) -> None:
         self._tried.add(server)

@@ -5,13 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 # System tools the suite drives for real: its own redis-server, haproxy as the load balancer,
-# wrk for the benchmark smoke test, kubectl (kustomize) to render the manifests.
+# wrk for the benchmark smoke test, kubectl (kustomize) to render the manifests, and chromium
+# for the admin console's browser tests (Playwright drives it; it downloads no browser itself).
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -n "$missing" ]; then
   echo "==> installing Debian packages:$missing"
   sudo_cmd=""

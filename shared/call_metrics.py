@@ -58,3 +58,7 @@ class CallMetrics(Collector):
                 cumulative.append((edge, running))
             family.add_metric(list(key), cumulative, durations.total)
         yield family
+
+    def snapshot(self) -> list[tuple[CallKey, int, list[int]]]:
+        """Every key's count and per-bucket durations so far (copies), for heartbeats."""
+        return [(key, self.counts.get(key, 0), list(d.buckets)) for key, d in list(self._durations.items())]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["AuthChallenge", "BackendState", "ServerRecord", "SessionRecord"]
+__all__ = ["AuthChallenge", "BackendState", "CallCounts", "Heartbeat", "ServerRecord", "SessionRecord"]
 
 BackendState = Literal["up", "down", "auth_required"]
 
@@ -62,3 +62,40 @@ class SessionRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     log_level: str | None = None
     subscriptions: list[str] = []
     created_at: float = 0.0
+
+
+class CallCounts(msgspec.Struct, array_like=True):
+    """One (tool, server, outcome)'s tool calls since the process started: a count, and durations per bucket."""
+
+    tool: str
+    server: str
+    outcome: str
+    count: int
+    buckets: list[int]
+    """Calls per duration bucket (not cumulative), bounded above by `Heartbeat.bounds`, the last one unbounded."""
+
+
+class Heartbeat(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A process saying it is alive, written every few seconds with a short TTL (see shared/heartbeat.py).
+
+    Replicas include their tool-call counters, so a console on any replica can chart the whole
+    cluster's calls; workers say whether they lead, and their fencing token.
+    """
+
+    id: str
+    kind: Literal["replica", "worker"]
+    version: str
+    started_at: float
+    at: float
+    role: str | None = None
+    """A worker's: leader or standby."""
+    fence: int | None = None
+    """The leader's fencing token."""
+    in_flight: int = 0
+    sessions: int = 0
+    """2025-11-25 sessions this replica served lately."""
+    streams: int = 0
+    """Open client streams on this replica."""
+    registry_version: int = 0
+    bounds: list[float] = []
+    calls: list[CallCounts] = []

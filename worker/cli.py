@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 
 import uvicorn
@@ -25,8 +26,11 @@ from starlette.routing import Route
 
 from shared.backends.base import BackendConnection
 from shared.config import Config, ConfigError, load_config
+from shared.heartbeat import VERSION, keep_beating
 from shared.pool import SessionConnectionPool
 from shared.protocol.jsonrpc import Params
+from shared.reconnect import follow_reconnects
+from shared.records import Heartbeat
 from shared.retry import backoff_delay
 from shared.runtime import run
 from shared.store.protocols import FencedOut, StoreUnavailable
@@ -50,6 +54,19 @@ class Worker:
         self.lock = LeaderLock(stores.client, namespace=stores.namespace, worker_id=self.worker_id, ttl=lock_ttl)
         self.role = "standby"
         self.terms = 0
+        self.started_at = time.time()
+
+    def heartbeat(self) -> Heartbeat:
+        """What the admin console shows of this worker: alive, its role, and its fencing token while it leads."""
+        return Heartbeat(
+            id=self.worker_id,
+            kind="worker",
+            version=VERSION,
+            started_at=self.started_at,
+            at=time.time(),
+            role=self.role,
+            fence=self.lock.fence if self.role == "leader" else None,
+        )
 
     async def run(self) -> None:
         while True:
@@ -81,6 +98,7 @@ class Worker:
         pool.on_notification = on_notification
         pool.on_lost = supervisor.connection_lost
         supervising = asyncio.create_task(supervisor.run(), name="supervisor")
+        listening = asyncio.create_task(follow_reconnects(self.stores.messages, supervisor.reconnect))
         try:
             # Lead until the lease is lost (the renewer raises) or supervision fails; with no
             # backends to supervise, keep the lease anyway rather than re-electing in a loop.
@@ -89,9 +107,12 @@ class Worker:
                 supervising.result()
             await renewer
         finally:
+            listening.cancel()
             supervising.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeadershipLost, FencedOut):
                 await supervising
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
             await pool.drain_all()
 
 
@@ -137,7 +158,10 @@ async def _serve(config: Config, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(worker.run(), name="worker")]
+    tasks = [
+        asyncio.create_task(worker.run(), name="worker"),
+        asyncio.create_task(keep_beating(stores.heartbeats, worker.heartbeat), name="heartbeat"),
+    ]
     health = None
     if args.health_port:
         health = _HealthServer(

@@ -41,6 +41,10 @@ class _Watch:
     def __init__(self) -> None:
         self.wake = asyncio.Event()
         self.refresh: set[str] = set()
+        self.reconnect = False
+        """An operator asked for a fresh connection (shared/reconnect.py)."""
+        self.retry = asyncio.Event()
+        """Ends a backoff wait early."""
         self.failures = 0
         self.since = time.time()
         """When the backend's current state (up, or a streak of failures) began."""
@@ -85,9 +89,19 @@ class BackendSupervisor:
         if watch is not None:
             watch.wake.set()
 
+    def reconnect(self, server: str) -> None:
+        """Open a fresh connection to the backend now: drop a live one, or cut a backoff wait short."""
+        watch = self._watches.get(server)
+        if watch is not None:
+            watch.reconnect = True
+            watch.retry.set()
+            watch.wake.set()
+
     async def _supervise(self, spec: ServerSpec) -> None:
         watch = self._watches[spec.name]
         while True:
+            watch.reconnect = False
+            watch.retry.clear()
             try:
                 conn = await self.pool.connect(spec.name)
                 record = await discover(conn)
@@ -95,6 +109,8 @@ class BackendSupervisor:
                 record.since = watch.since
                 await self._announce(record, "registered")
                 await self._watch(spec, conn, record)
+                if watch.reconnect:
+                    continue
                 reason = f"connection lost: {conn.lost_reason}"
             except BackendAuthRequired as exc:
                 await self.pool.evict(spec.name)
@@ -128,13 +144,14 @@ class BackendSupervisor:
             )
             watch.wake.clear()
             watch.refresh.clear()
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watch.retry.wait(), delay)
 
     async def _watch(self, spec: ServerSpec, conn: BackendConnection, record: ServerRecord) -> None:
         """Return when the backend is gone; refresh lists on request; health-check when idle."""
         watch = self._watches[spec.name]
         while True:
-            if not conn.alive:
+            if not conn.alive or watch.reconnect:
                 return
             if not watch.refresh:  # a refresh asked for while the last one ran must not wait
                 watch.wake.clear()

@@ -82,6 +82,11 @@ class SessionManager:
         """Sessions that exist only on this replica until the store is back."""
         return len(self._unsaved)
 
+    @property
+    def served(self) -> int:
+        """Sessions this replica served lately (those it keeps cached)."""
+        return len(self._cache)
+
     async def create(self, params: Params, subject: str | None = None, session_id: str | None = None) -> SessionRecord:
         """A new session from initialize params (>= 128 random bits in its id)."""
         requested = param_str(params, "protocolVersion", required=False) if "protocolVersion" in params else None

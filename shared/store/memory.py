@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from shared.events import ToolUpdateEvent
-from shared.records import ServerRecord, SessionRecord
+from shared.records import Heartbeat, ServerRecord, SessionRecord
 from shared.store.protocols import AUTH_COUNTERS, AUTH_TIMESTAMPS, GLOBAL_SCOPE, AuthEvent, AuthServerMetrics
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "MemoryBlockStore",
     "MemoryCapabilityStore",
     "MemoryEventBus",
+    "MemoryHeartbeatStore",
     "MemoryKeyStore",
     "MemoryMessageBus",
     "MemoryRateLimiter",
@@ -307,6 +308,21 @@ class MemoryValueStore:
         return True
 
 
+class MemoryHeartbeatStore:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._beats: _Expiring[str, Heartbeat] = _Expiring(clock)
+
+    async def beat(self, record: Heartbeat, *, ttl: float) -> None:
+        self._beats.set(record.id, _copy(record), ttl)
+
+    async def all(self) -> list[Heartbeat]:
+        found = [self._beats.get(beat_id) for beat_id in sorted(self._beats.live_keys())]
+        return [_copy(record) for record in found if record is not None]
+
+    async def remove(self, beat_id: str) -> None:
+        self._beats.pop(beat_id)
+
+
 class MemoryStores:
     kind = "memory"
 
@@ -320,6 +336,7 @@ class MemoryStores:
         self.messages = MemoryMessageBus()
         self.keys = MemoryKeyStore(clock)
         self.values = MemoryValueStore(clock)
+        self.heartbeats = MemoryHeartbeatStore(clock)
 
     async def ping(self) -> None:
         return None

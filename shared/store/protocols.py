@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from shared.events import ToolUpdateEvent
-from shared.records import ServerRecord, SessionRecord
+from shared.records import Heartbeat, ServerRecord, SessionRecord
 
 __all__ = [
     "AUTH_COUNTERS",
@@ -27,6 +27,7 @@ __all__ = [
     "CapabilityStore",
     "EventBus",
     "FencedOut",
+    "HeartbeatStore",
     "KeyStore",
     "MessageBus",
     "RateLimiter",
@@ -151,6 +152,25 @@ class AuthMetricsStore(Protocol):
         ...
 
 
+class HeartbeatStore(Protocol):
+    """Which processes are alive: each writes its Heartbeat every few seconds, and it lapses `ttl` after the last.
+
+    Expiry is judged by the store's clock (on Redis, the server's), so hosts' clocks need not agree.
+    """
+
+    async def beat(self, record: Heartbeat, *, ttl: float) -> None:
+        """Write (or replace) the record under its id, alive for `ttl` seconds."""
+        ...
+
+    async def all(self) -> list[Heartbeat]:
+        """Every live record, ordered by id."""
+        ...
+
+    async def remove(self, beat_id: str) -> None:
+        """Forget a record at once (an orderly stop)."""
+        ...
+
+
 class EventBus(Protocol):
     """Registry-change events with a deployment-wide version counter.
 
@@ -240,6 +260,8 @@ class Stores(Protocol):
     def keys(self) -> KeyStore: ...
     @property
     def values(self) -> ValueStore: ...
+    @property
+    def heartbeats(self) -> HeartbeatStore: ...
 
     async def ping(self) -> None:
         """Raise if the backing service cannot be reached."""

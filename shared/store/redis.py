@@ -18,6 +18,7 @@ redis_keys.py and docs/architecture.md):
     {ns}:msg:{channel}          pub/sub channels between replicas (MessageBus)
     ns:key:{name}:{id}          str   a shared secret (KeyStore), expires with its period
     ns:val:{key}                str   a ValueStore value (bytes as given), expires after its ttl
+    {ns}:beats, {ns}:beats:until      processes' heartbeats and their deadlines (redis_heartbeats.py)
 
 Pub/sub is sharded (SPUBLISH/SSUBSCRIBE) on a Redis Cluster of version 7 or later, classic
 elsewhere. Redis errors leave this module as StoreUnavailable, naming where Redis is (never its
@@ -46,6 +47,7 @@ from shared.store.protocols import (
     AuthServerMetrics,
     StoreUnavailable,
 )
+from shared.store.redis_heartbeats import RedisHeartbeatStore
 from shared.store.redis_keys import RedisKeys
 from shared.store.redis_pubsub import RedisPubSub
 from shared.store.redis_replies import as_bytes, text, translated
@@ -332,6 +334,7 @@ class RedisStores:
         self.messages = RedisMessageBus(client, keys, where, pubsub=pubsub)
         self.keys = RedisKeyStore(client, keys, where)
         self.values = RedisValueStore(client, keys, where)
+        self.heartbeats = RedisHeartbeatStore(client, keys, where)
         self.where = where
         self._owns_client = fence is None
 

@@ -4,8 +4,9 @@ Two kinds of key, so that the same layout works on one Redis and on Redis Cluste
 
 - the control plane's keys carry the hash tag `{ns}` and so live in one hash slot: the leader
   lock and its fencing counter, the global capability records, block overrides, auth counters,
-  the event counter and epoch, and every pub/sub channel. Lua scripts combine them (a fenced
-  write checks the lock and writes a record; a publish checks the lock, counts and publishes),
+  the event counter and epoch, the processes' heartbeats, and every pub/sub channel. Lua scripts
+  combine them (a fenced write checks the lock and writes a record; a publish checks the lock,
+  counts and publishes; a heartbeat writes a record and its deadline),
   and a cluster runs a script only when all its keys share a slot. The channels join them so
   that one sharded subscription, on one node, hears all of them. They are few and small.
 - everything per user, per session or per value (`ns:session:…`, `ns:rl:…`, `ns:val:…`, users'
@@ -65,6 +66,12 @@ class RedisKeys:
 
     def epoch(self) -> str:
         return self._control("events:epoch")
+
+    def heartbeats(self) -> str:
+        return self._control("beats")
+
+    def heartbeat_deadlines(self) -> str:
+        return self._control("beats:until")
 
     def leader(self) -> str:
         return self._control("leader")

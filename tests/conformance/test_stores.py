@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 
 from shared.events import ToolUpdateEvent
-from shared.records import ServerRecord, SessionRecord
+from shared.records import CallCounts, Heartbeat, ServerRecord, SessionRecord
 from shared.store.protocols import Stores
 
 
@@ -216,3 +216,33 @@ async def test_values_delete_says_whether_the_key_existed(stores: Stores) -> Non
     assert await values.get("gone") is None
     assert not await values.delete("gone")
     assert await values.put_if_absent("gone", b"y", ttl=5)
+
+
+def _beat(beat_id: str, **fields: object) -> Heartbeat:
+    return Heartbeat(id=beat_id, kind="replica", version="1", started_at=1.0, at=2.0, **fields)  # type: ignore[arg-type]
+
+
+async def test_heartbeats_list_live_records_in_id_order_and_the_latest_wins(stores: Stores) -> None:
+    beats = stores.heartbeats
+    calls = [CallCounts("t", "s", "ok", 3, [1, 2, 0])]
+    await beats.beat(_beat("b", in_flight=1), ttl=5)
+    await beats.beat(_beat("a", calls=calls, bounds=[0.1, 1.0]), ttl=5)
+    await beats.beat(_beat("b", in_flight=7), ttl=5)
+    found = await beats.all()
+    assert [r.id for r in found] == ["a", "b"]
+    assert found[0].calls == calls and found[0].bounds == [0.1, 1.0]
+    assert found[1].in_flight == 7
+    await beats.remove("a")
+    assert [r.id for r in await beats.all()] == ["b"]
+
+
+async def test_heartbeats_lapse_after_their_ttl_unless_renewed(stores: Stores) -> None:
+    beats = stores.heartbeats
+    await beats.beat(_beat("short"), ttl=0.2)
+    await beats.beat(_beat("kept"), ttl=0.2)
+    await asyncio.sleep(0.12)
+    await beats.beat(_beat("kept"), ttl=0.3)
+    await asyncio.sleep(0.15)
+    assert [r.id for r in await beats.all()] == ["kept"]
+    await asyncio.sleep(0.25)
+    assert await beats.all() == []
