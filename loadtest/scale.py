@@ -350,6 +350,8 @@ def main() -> int:
     if args.smoke:
         args.rounds, args.changes, args.sessions, args.streams = 20, 10, 1000, 200
         args.trace_sessions, args.trace_streams = 200, 50
+    if args.streams > args.sessions or args.trace_streams > args.trace_sessions:
+        parser.error("GET streams are opened on sessions: --streams must not exceed --sessions (and likewise traced)")
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop the servers on these too, not only on Ctrl-C
         signal.signal(sig, lambda number, _frame: sys.exit(128 + number))
     try:
