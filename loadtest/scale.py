@@ -283,8 +283,8 @@ def render(results: FleetResults, memory: MemoryResults, args: argparse.Namespac
     lines = [
         "| measure | result | goal |",
         "|---|---|---|",
-        f"| registering the backends, in process (`ServerRegistry.update`): 1st, {len(reg) // 2 + 1}th, "
-        f"{n}th; all {n} | {reg[0]:.2f}, {middle:.2f}, {reg[-1]:.2f} ms; {sum(reg):.0f} ms | — |",
+        f"| registering the backends, in process (`ServerRegistry.update`): backend 1, {len(reg) // 2 + 1} and "
+        f"{n}; all {n} | {reg[0]:.2f}, {middle:.2f}, {reg[-1]:.2f} ms; {sum(reg):.0f} ms | — |",
         f"| one backend's list change at {expected + 1:,} tools, in process | {results.change_in_process_ms:.2f} ms "
         "| — |",
         f"| gateway process start to all {expected:,} tools listed (to its first answer) | {results.listed_s:.2f} s "

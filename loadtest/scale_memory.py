@@ -6,8 +6,8 @@ keep-alive connections, which are closed before reading; also halfway, since the
 fill heap space the gateway had freed before), then `streams` GET streams on as many of those
 sessions, then `streams` 2026-07-28 `subscriptions/listen` streams besides them (nothing is
 closed in between, so no phase reuses memory another freed); each delta divided by its count
-is the cost of one. One backend's list change is timed to its arrival on the last stream (the
-fan-out), with the GET streams open, then with both kinds.
+is the cost of one. Five list changes of one backend are timed to their arrival on every open
+stream (the fan-out), with the GET streams open, then with both kinds.
 
 `trace_memory` repeats the three phases on a gateway started under tracemalloc
 (`loadtest/traced_gateway.py`) and reports, per session and per stream, what grew, grouped by
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -33,6 +34,7 @@ __all__ = ["MemoryResults", "Site", "measure_memory", "render_memory", "trace_me
 GOAL_SESSION_BYTES, GOAL_STREAM_BYTES = 1024, 8 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 _SETTLE = 1.0  # seconds after a phase before RSS is read (closed connections are freed by then)
+_FANOUTS = 5  # list changes timed to every open stream
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ class MemoryResults:
     streams: int
     rss: dict[str, int] = field(default_factory=dict)
     open_seconds: float = 0.0
-    fanout_get_ms: list[float] = field(default_factory=list)
-    fanout_all_ms: list[float] = field(default_factory=list)
+    fanout_get_ms: list[tuple[float, float]] = field(default_factory=list)
+    fanout_all_ms: list[tuple[float, float]] = field(default_factory=list)
     traced_sessions: int = 0
     traced_streams: int = 0
     traced_total: dict[str, int] = field(default_factory=dict)
@@ -91,17 +93,24 @@ class Streams:
                 if len(self.arrivals) == len(self.conns):
                     self.all_arrived.set()
 
-    async def fanout(self, change: Callable[[], object], timeout: float = 60.0) -> list[float]:
-        """Milliseconds from `change()` to the list change's arrival on each stream."""
-        self.arrivals.clear()
-        self.all_arrived.clear()
-        began = time.perf_counter()
-        await change()  # type: ignore[misc]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.all_arrived.wait(), timeout)
-        if len(self.arrivals) < len(self.conns):
-            raise RuntimeError(f"the list change reached {len(self.arrivals)} of {len(self.conns)} streams")
-        return sorted((at - began) * 1000 for at in self.arrivals.values())
+    async def fanout(
+        self, change: Callable[[], object], times: int, timeout: float = 60.0
+    ) -> list[tuple[float, float]]:
+        """For each of `times` changes, milliseconds from `change()` to its arrival on half the streams, and on all."""
+        spreads = []
+        for _ in range(times):
+            await asyncio.sleep(0.3)  # the last change's deliveries are written
+            self.arrivals.clear()
+            self.all_arrived.clear()
+            began = time.perf_counter()
+            await change()  # type: ignore[misc]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_arrived.wait(), timeout)
+            if len(self.arrivals) < len(self.conns):
+                raise RuntimeError(f"the list change reached {len(self.arrivals)} of {len(self.conns)} streams")
+            arrived = sorted((at - began) * 1000 for at in self.arrivals.values())
+            spreads.append((arrived[len(arrived) // 2], arrived[-1]))
+        return spreads
 
     async def close(self) -> None:
         for task in self.readers:
@@ -184,11 +193,11 @@ async def measure_memory(
     await open_streams(get_streams, port, streams, lambda conn, i: open_get_stream(conn, ids[i]))
     await asyncio.sleep(_SETTLE)
     results.rss["get"] = rss(pid)
-    results.fanout_get_ms = await get_streams.fanout(lambda: change_backend(fleet_port))
+    results.fanout_get_ms = await get_streams.fanout(lambda: change_backend(fleet_port), _FANOUTS)
     await open_streams(get_streams, port, streams, lambda conn, i: open_listen_stream(conn, 1000 + i))
     await asyncio.sleep(_SETTLE)
     results.rss["listen"] = rss(pid)
-    results.fanout_all_ms = await get_streams.fanout(lambda: change_backend(fleet_port))
+    results.fanout_all_ms = await get_streams.fanout(lambda: change_backend(fleet_port), _FANOUTS)
     await get_streams.close()
     return results
 
@@ -297,8 +306,9 @@ def render_memory(results: MemoryResults) -> list[str]:
     def verdict(value: float, goal: int) -> str:
         return f"{'met' if value <= goal else 'NOT met'} (goal <= {_kb(goal)})"
 
-    def spread(values: list[float]) -> str:
-        return f"p50 {values[len(values) // 2]:.1f} ms, last {values[-1]:.1f} ms"
+    def spread(values: list[tuple[float, float]]) -> str:
+        half, last = (statistics.median(value[i] for value in values) for i in (0, 1))
+        return f"half the streams {half:.1f} ms, all {last:.1f} ms (medians of {len(values)} changes)"
 
     return [
         f"| {n:,} sessions (2025-11-25), RSS growth per session (second half alone) | {_kb(per_session)} "
