@@ -10,6 +10,11 @@ Names the spec would reject (too long, characters outside [A-Za-z0-9_.-]) are sh
 readable stem plus a short hash of the full name, and still route. `aggregator.exposure` decides
 what tools/list shows (the backends' tools, the meta-tools, or both); every name routes either
 way. Every change rebuilds an immutable `Catalog`; the request path only reads `registry.catalog`.
+
+A rebuild reuses what an unchanged backend contributed last time (`ToolCache`): its tools are
+checked, copied and named once per record, and as long as no name claimed before it collides
+with one it would claim, its names, routes and listed tools are taken over whole. So one
+backend's registration or list change costs about its own tools, not the whole catalog's.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from aggregator.catalog import Catalog, CoreItems, ItemRoute, TemplateRoute, ToolRoute
@@ -27,7 +34,7 @@ from aggregator.tool_names import has_hidden_characters
 from shared.config import AggregatorSettings, ServerSpec
 from shared.records import ServerRecord
 
-__all__ = ["CatalogBuilder", "fit_name"]
+__all__ = ["CatalogBuilder", "ToolCache", "fit_name"]
 
 log = logging.getLogger("aggregator.registry")
 
@@ -44,6 +51,70 @@ def fit_name(name: str, limit: int) -> str:
     return f"{clean[: limit - _HASH_LEN - 1]}_{digest}"
 
 
+def claim(prefix: str, limit: int, segment: str, original: str, taken: set[str], seen: set[str] | None = None) -> str:
+    """Claim a unique exposed name for `original` under `segment` (added to `taken`); `seen` collects each name tried.
+
+    The last resort, a name numbered by how many are taken, is returned with a `#` kept in `seen`.
+    """
+    base = original if original.startswith(f"{segment}_") else f"{segment}_{original}"
+    for candidate in (f"{prefix}_{base}", f"{prefix}_{segment}_{original}"):
+        name = fit_name(candidate, limit)
+        if seen is not None:
+            seen.add(name)
+        if name not in taken:
+            taken.add(name)
+            return name
+    name = fit_name(f"{prefix}_{segment}_{original}#{len(taken)}", limit)
+    if seen is not None:
+        seen.add("#")  # depends on every name claimed before: never reused
+    taken.add(name)
+    return name
+
+
+@dataclass(eq=False)
+class _ServerTools:
+    """One backend record's tools, checked, copied and named as if its backend came first."""
+
+    record: ServerRecord
+    key: tuple[str, str, int]  # (segment, prefix, limit) the names were made with
+    originals: list[str]
+    tools: list[dict[str, Any]]  # deep copies, in claim order
+    header_maps: list[tuple[tuple[tuple[str, ...], str], ...]]
+    names: list[str]
+    seen: set[str]
+    """Every name the claims tried: if none is taken by then, claiming again gives `names`."""
+    listed: tuple[Denylist, dict[str, ToolRoute], list[dict[str, Any] | None]] | None = field(default=None)
+    """The routes and listed tools (None where blocked) for `names` under one denylist."""
+
+
+class ToolCache:
+    """What each backend's record contributed to the last catalog, kept by the registry between rebuilds.
+
+    One entry per backend, replaced when its record is (records are never changed in place).
+    """
+
+    def __init__(self) -> None:
+        self._servers: dict[str, _ServerTools] = {}
+
+    def entry(self, server: str, record: ServerRecord, key: tuple[str, str, int]) -> _ServerTools:
+        entry = self._servers.get(server)
+        if entry is None or entry.record is not record or entry.key != key:
+            entry = self._servers[server] = _prepare(server, record, key)
+        return entry
+
+
+def _prepare(server: str, record: ServerRecord, key: tuple[str, str, int]) -> _ServerTools:
+    segment, prefix, limit = key
+    chosen = [t for t in sorted(record.tools, key=_claim_order(segment)) if _exposable(server, "tool", t.get("name"))]
+    originals = [tool["name"] for tool in chosen]
+    taken: set[str] = set()
+    seen: set[str] = set()
+    names = [claim(prefix, limit, segment, original, taken, seen) for original in originals]
+    tools = [copy.deepcopy(tool) for tool in chosen]
+    header_maps = [_header_map(tool.get("inputSchema")) for tool in tools]
+    return _ServerTools(record, key, originals, tools, header_maps, names, seen)
+
+
 class CatalogBuilder:
     """Builds one Catalog; all naming decisions live here."""
 
@@ -54,9 +125,11 @@ class CatalogBuilder:
         records: dict[str, ServerRecord],
         denylist: Denylist,
         core: CoreItems,
+        cache: ToolCache | None = None,
     ) -> None:
         self.core = core
         self.exposure = settings.exposure
+        self.cache = cache if cache is not None else ToolCache()
         self.prefix = settings.prefix
         self.limit = settings.max_tool_name_length
         self.specs = specs
@@ -78,15 +151,7 @@ class CatalogBuilder:
 
     def _exposed(self, segment: str, original: str) -> str:
         """Claim a unique exposed name for `original` under `segment`."""
-        base = original if original.startswith(f"{segment}_") else f"{segment}_{original}"
-        for candidate in (f"{self.prefix}_{base}", f"{self.prefix}_{segment}_{original}"):
-            name = fit_name(candidate, self.limit)
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
-        name = fit_name(f"{self.prefix}_{segment}_{original}#{len(self.taken)}", self.limit)
-        self.taken.add(name)
-        return name
+        return claim(self.prefix, self.limit, segment, original, self.taken)
 
     # -- tools ---------------------------------------------------------------------------------
 
@@ -96,18 +161,17 @@ class CatalogBuilder:
             self.taken.add(tool["name"])
             self.catalog.tool_routes[tool["name"]] = ToolRoute(tool["name"], tool["name"], (), internal=True)
         families: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
-        solo: list[tuple[str, dict[str, Any]]] = []
+        solo: list[str] = []
         for server in self.up:
-            spec = self.specs[server]
-            segment = spec.family.name if spec.family is not None else spec.prefix
-            for tool in sorted(self.records[server].tools, key=_claim_order(segment)):
-                if not _exposable(server, "tool", tool.get("name")):
-                    continue
-                if spec.family is not None:
-                    families.setdefault((spec.family.name, tool["name"]), []).append((server, tool))
-                else:
-                    solo.append((server, tool))
+            spec_family = self.specs[server].family
+            if spec_family is None:
+                solo.append(server)
+                continue
+            for tool in sorted(self.records[server].tools, key=_claim_order(spec_family.name)):
+                if _exposable(server, "tool", tool.get("name")):
+                    families.setdefault((spec_family.name, tool["name"]), []).append((server, tool))
         exposed: list[dict[str, Any] | None] = []
+        demoted: list[tuple[str, dict[str, Any]]] = []
         for (family, original), members in sorted(families.items()):
             spec_family = self.specs[members[0][0]].family
             assert spec_family is not None, "only family members are grouped here"
@@ -121,14 +185,43 @@ class CatalogBuilder:
                     problem,
                     extra={"family": family, "tool": original},
                 )
-                solo.extend(members)
+                demoted.extend(members)
                 continue
             exposed.append(self._family_tool(family, original, instance_arg, members))
-        for server, tool in solo:
+        for server in solo:
+            exposed.extend(self._server_tools(server))
+        for server, tool in demoted:  # after every backend's own tools, as their names are claimed
             exposed.append(self._solo_tool(server, tool))
-        backend = self.catalog.backend_tools = sorted((t for t in exposed if t is not None), key=lambda t: t["name"])
+        backend = self.catalog.backend_tools = sorted((t for t in exposed if t is not None), key=_by_name)
         listed = [*self.core.meta_tools] if self.exposure == "meta" else [*backend, *own]
-        self.catalog.tools = sorted(listed, key=lambda t: t["name"])
+        self.catalog.tools = sorted(listed, key=_by_name)
+
+    def _server_tools(self, server: str) -> list[dict[str, Any] | None]:
+        """A backend's own tools (not a family's): its cached entry taken over whole when nothing collides."""
+        entry = self.cache.entry(server, self.records[server], (self.specs[server].prefix, self.prefix, self.limit))
+        if "#" in entry.seen or not self.taken.isdisjoint(entry.seen):
+            names = [self._exposed(entry.key[0], original) for original in entry.originals]
+            routes, listed = self._named_tools(server, entry, names)
+        else:
+            self.taken.update(entry.names)
+            if entry.listed is None or entry.listed[0] is not self.denylist:
+                entry.listed = (self.denylist, *self._named_tools(server, entry, entry.names))
+            _, routes, listed = entry.listed
+        self.catalog.tool_routes.update(routes)
+        return listed
+
+    def _named_tools(
+        self, server: str, entry: _ServerTools, names: list[str]
+    ) -> tuple[dict[str, ToolRoute], list[dict[str, Any] | None]]:
+        routes: dict[str, ToolRoute] = {}
+        listed: list[dict[str, Any] | None] = []
+        for name, original, tool, header_map in zip(
+            names, entry.originals, entry.tools, entry.header_maps, strict=True
+        ):
+            blocked = self.denylist.blocked(original, name)
+            routes[name] = ToolRoute(name, original, (server,), None, blocked, header_map)
+            listed.append(None if blocked else {**tool, "name": name})
+        return routes, listed
 
     def _solo_tool(self, server: str, tool: dict[str, Any]) -> dict[str, Any] | None:
         name = self._exposed(self.specs[server].prefix, tool["name"])
@@ -235,6 +328,9 @@ def _exposable(server: str, kind: str, name: Any) -> bool:
         )
         return False
     return True
+
+
+_by_name = itemgetter("name")
 
 
 def _claim_order(segment: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:

@@ -2,7 +2,9 @@
 
 Every change rebuilds an immutable `Catalog` (catalog_builder.py makes all naming decisions);
 the request path only reads `registry.catalog`, or `registry.view(...)` for a user who reaches
-protected backends of their own.
+protected backends of their own. A rebuild takes over what unchanged backends contributed to
+the last one (`ToolCache`), and finds the lists that changed by comparing only the items that
+are not the very same objects as before.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
 from aggregator.catalog import Catalog, CoreItems
-from aggregator.catalog_builder import CatalogBuilder
+from aggregator.catalog_builder import CatalogBuilder, ToolCache
 from aggregator.denylist import Denylist
 from shared.config import AggregatorSettings, ServerSpec
 from shared.protocol.vocabulary import LIST_KINDS
@@ -39,6 +42,7 @@ class ServerRegistry:
         self.core = core or CoreItems()
         self.records: dict[str, ServerRecord] = {}
         self.denylist = Denylist(settings.yolo, settings.denylist.extra, settings.denylist.allow)
+        self._tool_cache = ToolCache()
         self.catalog = self._build({}, 0)
         self._listeners: list[Callable[[set[str]], None]] = []
         self._views: OrderedDict[tuple[int, Hashable], Catalog] = OrderedDict()
@@ -93,12 +97,13 @@ class ServerRegistry:
 
     def _build(self, overlay: Mapping[str, ServerRecord], version: int) -> Catalog:
         records = {**self.records, **overlay} if overlay else self.records
-        return CatalogBuilder(self.settings, self.specs, records, self.denylist, self.core).build(version)
+        builder = CatalogBuilder(self.settings, self.specs, records, self.denylist, self.core, self._tool_cache)
+        return builder.build(version)
 
     def _rebuild(self) -> set[str]:
         old = self.catalog
         new = self._build({}, old.version + 1)
-        changed = {kind.key for kind in LIST_KINDS if _announced(old, kind.key) != _announced(new, kind.key)}
+        changed = {kind.key for kind in LIST_KINDS if _announced_differ(old, new, kind.key)}
         self.catalog = new
         if changed:
             for listener in self._listeners:
@@ -109,11 +114,18 @@ class ServerRegistry:
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 
-def _announced(catalog: Catalog, kind: str) -> bytes:
-    """What a list_changed of `kind` is about: the list, and for tools also what list_tools shows.
+def _announced_differ(old: Catalog, new: Catalog, kind: str) -> bool:
+    """Whether a list_changed of `kind` is due: its list changed, and for tools also what list_tools shows.
 
     With `exposure: meta` tools/list itself never changes, yet clients must hear of new tools.
     """
-    if kind == "tools":
-        return _encoder.encode((catalog.tools, catalog.backend_tools))
-    return _encoder.encode(catalog.items(kind))
+    if kind == "tools" and _differ(old.backend_tools, new.backend_tools):
+        return True
+    return _differ(old.items(kind), new.items(kind))
+
+
+def _differ(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """Whether two lists would read differently on the wire; items kept from the last build are not encoded."""
+    if len(old) != len(new):
+        return True
+    return any(a is not b and _encoder.encode(a) != _encoder.encode(b) for a, b in zip(old, new, strict=True))

@@ -12,7 +12,7 @@ from aggregator.catalog import CoreItems
 from aggregator.catalog_builder import fit_name
 from aggregator.meta_tool_specs import META_TOOL_NAMES, META_TOOLS
 from aggregator.registry import ServerRegistry
-from shared.config import parse_config
+from shared.config import ServerSpec, parse_config
 from shared.protocol.errors import InvalidCursor, InvalidParams, ToolBlocked, UnknownTool
 from shared.records import ServerRecord
 
@@ -229,3 +229,53 @@ def test_pagination_walks_every_item_once() -> None:
         reg.catalog.page("tools", "garbage!", 10)
     with pytest.raises(InvalidCursor):
         reg.catalog.page("prompts", reg.catalog.page("tools", None, 10)[1], 10)
+
+
+def test_a_rebuild_reuses_what_unchanged_backends_contributed_and_reports_real_changes_only() -> None:
+    reg = registry(record("alpha", tool("echo"), tool("get")), record("beta", tool("zeta")))
+    alpha_tools = [t for t in reg.catalog.tools if t["name"].startswith("x_alpha_")]
+    assert reg.update(record("beta", tool("zeta"), tool("eta"))) == {"tools"}
+    assert names(reg) == ["x_alpha_echo", "x_alpha_get", "x_b_eta", "x_b_zeta"]
+    assert all(any(t is kept for t in reg.catalog.tools) for kept in alpha_tools)  # the same objects, not copies
+    assert reg.update(record("beta", tool("zeta"), tool("eta"))) == set()  # a new record, the same lists
+    assert reg.update(record("beta", tool("zeta", description="new"), tool("eta"))) == {"tools"}
+
+
+# Config checks keep name segments apart; the builder does not rely on it. Here x_a_b_c is wanted
+# by a's "b_c", a_b's "c" and c's "b_c" (its prefix is "a" too): who gets it depends on every
+# backend claiming before, and a rebuild that reuses unchanged backends must decide as a fresh one.
+COLLIDING = [
+    ServerSpec(name="a", type="stdio", command="x"),
+    ServerSpec(name="a_b", type="stdio", command="x"),
+    ServerSpec(name="c", type="stdio", command="x", tool_prefix="a"),
+]
+
+
+def test_names_claimed_on_each_change_stay_unique_and_match_a_catalog_built_at_once() -> None:
+    steps = [
+        record("a_b", tool("c"), tool("d")),
+        record("c", tool("b_c"), tool("a_b_c")),
+        record("a", tool("b_c"), tool("a_b_c")),
+        record("a", tool("e")),
+        record("a_b", tool("c"), tool("b_c")),
+        record("a", tool("b_c"), tool("c")),
+    ]
+    for order in itertools.permutations(steps):
+        reg = ServerRegistry(CONFIG.aggregator, COLLIDING)
+        for step in order:
+            reg.update(step)
+            routes = reg.catalog.tool_routes
+            assert len(names(reg)) == len(set(names(reg))) == len(routes)
+            assert sorted((r.servers[0], r.original) for r in routes.values()) == sorted(
+                (server, t["name"]) for server, rec in reg.records.items() for t in rec.tools
+            )
+            fresh = ServerRegistry(CONFIG.aggregator, COLLIDING)
+            fresh.replace_all(reg.records.values())
+            assert (reg.catalog.tools, routes) == (fresh.catalog.tools, fresh.catalog.tool_routes)
+
+
+def test_a_name_numbered_as_a_last_resort_counts_every_name_claimed_before_it() -> None:
+    reg = registry(record("beta", tool("echo"), tool("echo")), record("alpha", tool("one")))  # beta twice "echo"
+    assert fit_name("x_b_echo#2", 40) in names(reg)  # alpha's one name and beta's first came before
+    reg.update(record("alpha", tool("one"), tool("two"), tool("three")))
+    assert fit_name("x_b_echo#4", 40) in names(reg) and len(names(reg)) == 5

@@ -38,13 +38,17 @@ log = logging.getLogger("aggregator.sessions")
 _CACHE_LIMIT = 10_000
 _RETRY_UNSAVED = 1.0  # seconds between attempts to write sessions opened while the store was away
 _object_decoder = msgspec.json.Decoder(dict[str, Any])
+_VERSIONS = {version: version for version in v.HANDSHAKE_VERSIONS}
 
 Epoch = Callable[[], Awaitable[str]]
 
 
 def negotiate_version(requested: Any) -> str:
-    """The client's version if the gateway speaks it, else the newest handshake version."""
-    return requested if requested in v.HANDSHAKE_VERSIONS else v.LATEST_HANDSHAKE
+    """The client's version if the gateway speaks it, else the newest handshake version.
+
+    Always one of the gateway's own strings, so the many session records share it.
+    """
+    return _VERSIONS.get(requested, v.LATEST_HANDSHAKE) if isinstance(requested, str) else v.LATEST_HANDSHAKE
 
 
 @dataclass(slots=True)

