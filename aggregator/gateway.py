@@ -158,6 +158,7 @@ class Gateway:
     async def stop(self) -> None:
         """Stop background work, end open streams, close backend connections and child processes."""
         self.closing.set()
+        self.hub.close_all()
         for task in self._tasks:
             task.cancel()
         if self._tasks:

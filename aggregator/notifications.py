@@ -46,9 +46,12 @@ class Listener:
         self.uris = uris if uris is not None else set()
         self.subscription_id = subscription_id
         self.session_id = session_id
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE_LIMIT)
         self.on_overflow = on_overflow
         self.closed = False
+        # A list and one future rather than an asyncio.Queue: thousands of idle streams each hold
+        # one, and a queue with its getter/putter deques costs several times as much.
+        self._messages: list[bytes] = []
+        self._wake: asyncio.Future[None] | None = None
 
     def deliver(self, method: str, params: dict[str, object] | None = None) -> None:
         body: dict[str, object] = dict(params or {})
@@ -60,13 +63,40 @@ class Listener:
     def push(self, message: bytes) -> None:
         if self.closed:
             return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
+        if len(self._messages) >= _QUEUE_LIMIT:
             log.warning("a client stream fell %d messages behind; closing it", _QUEUE_LIMIT)
-            self.closed = True
+            self.close()
             if self.on_overflow is not None:
                 self.on_overflow()
+            return
+        self._messages.append(message)
+        self.wake()
+
+    def close(self) -> None:
+        """No more messages; a stream waiting in `next` ends."""
+        self.closed = True
+        self.wake()
+
+    def wake(self) -> None:
+        """End a wait in `next` now (a message came, the listener closed, or its client left)."""
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def next(self, timeout: float | None = None) -> bytes | None:
+        """The next message; None when the listener is closed, `wake` was called or `timeout` passed."""
+        if not self._messages and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(timeout, self.wake) if timeout is not None else None
+            try:
+                await wake
+            finally:
+                self._wake = None
+                if timer is not None:
+                    timer.cancel()
+        if self.closed or not self._messages:
+            return None
+        return self._messages.pop(0)
 
 
 class NotificationHub:
@@ -82,7 +112,12 @@ class NotificationHub:
 
     def remove(self, listener: Listener) -> None:
         self._listeners.discard(listener)
-        listener.closed = True
+        listener.close()
+
+    def close_all(self) -> None:
+        """End every stream (the gateway is stopping)."""
+        for listener in list(self._listeners):
+            self.remove(listener)
 
     def __len__(self) -> int:
         return len(self._listeners)

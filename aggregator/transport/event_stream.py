@@ -2,8 +2,9 @@
 
 Used by the 2025-11-25 GET stream, 2026-07-28 `subscriptions/listen` and the legacy `/sse`
 stream. The pump ends when the client leaves, when the listener is closed (replaced, or fell
-too far behind) or when the gateway stops; a comment line every `keepalive` seconds keeps
-proxies from timing the stream out.
+too far behind) or when the gateway stops (it closes every listener); a comment line every
+`keepalive` seconds keeps proxies from timing the stream out. An idle stream holds one task
+(waiting for its client to leave) and one future: thousands of them stay cheap.
 """
 
 from __future__ import annotations
@@ -43,30 +44,27 @@ async def pump(
     gateway is stopping (a listen stream's final result).
     """
     gone = asyncio.ensure_future(wait_disconnect(receive))
-    stopping = asyncio.ensure_future(closing.wait())
+    gone.add_done_callback(lambda _: listener.wake())
     end = StreamEnd.CLOSED
     try:
         await start_sse(send, headers)
         if preamble:
             await send({"type": "http.response.body", "body": preamble, "more_body": True})
-        while not listener.closed:
-            getter = asyncio.ensure_future(listener.queue.get())
-            done, _ = await asyncio.wait({getter, gone, stopping}, timeout=keepalive, return_when="FIRST_COMPLETED")
-            if getter in done:
-                await send({"type": "http.response.body", "body": sse_event(getter.result()), "more_body": True})
+        while True:
+            message = await listener.next(keepalive)
+            if message is not None:
+                await send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
                 continue
-            getter.cancel()
-            if gone in done:
+            if gone.done():
                 end = StreamEnd.CLIENT_LEFT
                 break
-            if stopping in done:
-                end = StreamEnd.GATEWAY_STOPPING
+            if listener.closed:  # replaced, too far behind, or closed with every stream on stopping
+                end = StreamEnd.GATEWAY_STOPPING if closing.is_set() else StreamEnd.CLOSED
                 break
             await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
         return end
     finally:
         gone.cancel()
-        stopping.cancel()
         last = sse_event(farewell) if farewell and end is StreamEnd.GATEWAY_STOPPING else b""
         with contextlib.suppress(Exception):  # the client may be gone already
             await send({"type": "http.response.body", "body": last, "more_body": False})

@@ -158,8 +158,8 @@ class StdioServer:
 
         async def pump() -> None:
             try:
-                while not listener.closed:
-                    self.write(await listener.queue.get())
+                while (message := await listener.next()) is not None:
+                    self.write(message)
             finally:
                 close(listener)
 
