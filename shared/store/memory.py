@@ -15,6 +15,7 @@ import msgspec
 
 from shared.events import ToolUpdateEvent
 from shared.records import ServerRecord, SessionRecord
+from shared.store.memory_workflows import MemoryWorkflowStore
 from shared.store.protocols import AUTH_COUNTERS, AUTH_TIMESTAMPS, GLOBAL_SCOPE, AuthEvent, AuthServerMetrics
 
 __all__ = [
@@ -320,6 +321,7 @@ class MemoryStores:
         self.messages = MemoryMessageBus()
         self.keys = MemoryKeyStore(clock)
         self.values = MemoryValueStore(clock)
+        self.workflows = MemoryWorkflowStore(clock)
 
     async def ping(self) -> None:
         return None
