@@ -11,6 +11,7 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
@@ -71,6 +72,11 @@ class ServerRegistry:
 
     def set_overrides(self, overrides: dict[str, bool]) -> set[str]:
         self.denylist = self.denylist.with_overrides(overrides)
+        return self._rebuild()
+
+    def set_workflows(self, tools: Iterable[dict[str, Any]]) -> set[str]:
+        """Expose these workflow tools (and no others)."""
+        self.core = dataclasses.replace(self.core, workflows=tuple(tools))
         return self._rebuild()
 
     def view(self, overlay: Mapping[str, ServerRecord], key: Hashable) -> Catalog:
