@@ -50,9 +50,16 @@ def workflows_dir(config: Config) -> Path | None:
 
 
 def fingerprint(directory: Path) -> Fingerprint:
-    """What changes when a workflow file is added, removed or edited; () for a missing folder."""
+    """What changes when a workflow file is added, removed or edited; () for a missing folder.
+
+    Hidden files (an editor's, a half-written copy) are not workflow files.
+    """
     try:
-        files = [path for path in directory.iterdir() if path.suffix in _SUFFIXES and path.is_file()]
+        files = [
+            path
+            for path in directory.iterdir()
+            if path.suffix in _SUFFIXES and not path.name.startswith(".") and path.is_file()
+        ]
         found = [(path.name, path.stat()) for path in files]
     except OSError:
         return ()
@@ -89,6 +96,8 @@ def _read(path: Path, config: Config) -> WorkflowSpec:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigProblem(f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigProblem("not UTF-8 text") from None
     data = expand(parse(text, json_file=path.suffix == ".json"), "$")
     try:
         workflow = msgspec.convert(data, WorkflowSpec)

@@ -143,6 +143,8 @@ def test_check_fails_on_a_workflow_file_with_an_error_naming_it(
     (flows / "b.yml").write_text(f"name: dup\nsteps: [{ECHO}]\n")
     (flows / "c.json").write_text('{"name": "c", "steps": [{"id": "a", "tool": "x_kube_echo", "args": {"t": "{{ x"}}]}')
     (flows / "d.yaml").write_text("name: d\nsteps: [{id: a, tool: x_kube_echo, colour: red}]\n")
+    (flows / "e.yaml").write_bytes(b"name: \xff\n")
+    (flows / ".half-written.yaml").write_text("name: [")  # hidden: not read
     config = tmp_path / "config.yaml"
     config.write_text(f"aggregator: {{workflowsDir: {flows}}}\n" + SERVERS)
     code, out, err = check(config, capsys)
@@ -154,6 +156,7 @@ def test_check_fails_on_a_workflow_file_with_an_error_naming_it(
         "template syntax error: unexpected end of template, expected 'end of print statement'. (line 1)",
         f"aggregator: invalid workflow file: {flows / 'd.yaml'}: $.steps[0].colour: unknown field; valid fields are "
         "id, tool, args, condition, allowFailure, store, description",
+        f"aggregator: invalid workflow file: {flows / 'e.yaml'}: not UTF-8 text",
     ]
 
 

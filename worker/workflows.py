@@ -16,7 +16,7 @@ import logging
 from shared.config import Config
 from shared.config_types import WorkflowSpec
 from shared.events import ToolUpdateEvent
-from shared.store.protocols import Stores, StoreUnavailable
+from shared.store.protocols import FencedOut, Stores, StoreUnavailable
 from shared.workflow_files import Fingerprint, fingerprint, load_workflows, workflows_dir
 
 __all__ = ["WorkflowPublisher"]
@@ -44,6 +44,10 @@ class WorkflowPublisher:
                 await self.refresh()
             except StoreUnavailable as exc:
                 log.warning("could not publish the workflows (%s); trying again", exc)
+            except FencedOut:
+                raise
+            except Exception:  # a bug must not end the reloading, nor a worker's leadership
+                log.exception("reading the workflows failed unexpectedly; trying again")
             await asyncio.sleep(self.poll)
 
     async def refresh(self) -> None:
