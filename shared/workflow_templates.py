@@ -5,7 +5,8 @@ definition. A string that is exactly one expression, `{{ args.limit }}`, keeps t
 type (a number stays a number, a list a list), so tools get the types their schemas ask for;
 any other string renders to text. Only the workflow's author writes templates: clients' values
 reach them as data and are never rendered themselves. The sandbox keeps a template from
-reaching Python internals; StrictUndefined makes a misspelt name an error instead of "".
+reaching Python internals, and from changing what it reads (one step's result, as the next
+sees it); StrictUndefined makes a misspelt name an error instead of "".
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["Compiled", "TemplateSyntaxError", "compile_value", "is_template", "references", "truthy"]
 
 Compiled = Callable[[Mapping[str, Any]], Any]
 """A compiled value: called with the context ({"args": ..., "results": ...}), it renders the value."""
 
-_ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _ONE_EXPRESSION = re.compile(r"\s*\{\{(.*)\}\}\s*", re.DOTALL)
 _SYNTAX = ("{{", "{%", "{#")
 _FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none", "null"})

@@ -41,6 +41,7 @@ def test_values_are_rendered_all_the_way_down_and_keys_are_kept() -> None:
         ("{{ args.missing }}", "has no attribute 'missing'"),
         ("x {{ results.gone.count }}", "has no attribute 'gone'"),
         ("{{ args.n.__class__.__mro__ }}", "unsafe"),
+        ("{{ args.tags.append('c') }}", "unsafe"),  # what a template reads, it cannot change
         ("{{ args.n / 0 }}", "division by zero"),
     ],
 )
