@@ -58,7 +58,7 @@ class MetaTools:
         catalog = await self.server.catalog(ctx)
         catalog.tool(name)  # an unknown or blocked tool: the refusal a direct call gets
         tool = _find((*catalog.backend_tools, *self.server.registry.core.tools, *META_TOOLS), "name", name)
-        if tool is None:  # a name only another part serves (a workflow, say) that does not describe it here
+        if tool is None:  # a name only another part serves, which does not describe it here
             raise UnknownTool(f"Unknown tool: {name!r}", {"tool": name})
         return answer({"tool": tool})
 
