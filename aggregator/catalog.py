@@ -32,6 +32,8 @@ class CoreItems:
     resources: tuple[dict[str, Any], ...] = ()
     meta_tools: tuple[dict[str, Any], ...] = ()
     """Listed instead of the backends' tools (`exposure: meta`) or beside them (`both`); unused when native."""
+    workflows: tuple[dict[str, Any], ...] = ()
+    """The workflows' tools (`workflow_<name>`), listed with the backends' tools; they change at run time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,7 @@ class ToolRoute:
     blocked: str | None = None
     header_map: tuple[tuple[tuple[str, ...], str], ...] = ()
     internal: bool = False
-    """The gateway's own tool (core_auth_login, ...): served here, no backend."""
+    """The gateway's own tool (core_auth_login, a meta-tool, a workflow): served here, no backend."""
 
     def server_for(self, instance: Any) -> str:
         """The backend for a call; family tools need a valid instance."""
@@ -92,7 +94,7 @@ class Catalog:
     tools: list[dict[str, Any]] = field(default_factory=list)
     """What tools/list shows, as `aggregator.exposure` says."""
     backend_tools: list[dict[str, Any]] = field(default_factory=list)
-    """The backends' tools a client may call (blocked ones left out): what the meta-tool list_tools shows."""
+    """The backends' tools a client may call (blocked ones left out) and the workflows: what list_tools shows."""
     prompts: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)
     resource_templates: list[dict[str, Any]] = field(default_factory=list)

@@ -8,8 +8,8 @@ Naming is deterministic and independent of backend start order:
 
 Names the spec would reject (too long, characters outside [A-Za-z0-9_.-]) are shortened to a
 readable stem plus a short hash of the full name, and still route. `aggregator.exposure` decides
-what tools/list shows (the backends' tools, the meta-tools, or both); every name routes either
-way. Every change rebuilds an immutable `Catalog`; the request path only reads `registry.catalog`.
+what tools/list shows (the backends' tools and workflows, the meta-tools, or both); every name
+routes either way. Every change rebuilds an immutable `Catalog`; the request path only reads `registry.catalog`.
 
 A rebuild reuses what an unchanged backend contributed last time (`ToolCache`): its tools are
 checked, copied and named once per record, and as long as no name claimed before it collides
@@ -157,7 +157,8 @@ class CatalogBuilder:
 
     def _tools(self) -> None:
         own = [*self.core.tools, *(self.core.meta_tools if self.exposure != "native" else ())]
-        for tool in own:  # the gateway's own, unprefixed, claimed first; never on a denylist
+        # The gateway's own tools and the workflows, unprefixed, claimed first; never on a denylist.
+        for tool in (*own, *self.core.workflows):
             self.taken.add(tool["name"])
             self.catalog.tool_routes[tool["name"]] = ToolRoute(tool["name"], tool["name"], (), internal=True)
         families: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
@@ -192,7 +193,8 @@ class CatalogBuilder:
             exposed.extend(self._server_tools(server))
         for server, tool in demoted:  # after every backend's own tools, as their names are claimed
             exposed.append(self._solo_tool(server, tool))
-        backend = self.catalog.backend_tools = sorted((t for t in exposed if t is not None), key=_by_name)
+        callable_tools = [*(tool for tool in exposed if tool is not None), *self.core.workflows]
+        backend = self.catalog.backend_tools = sorted(callable_tools, key=_by_name)
         listed = [*self.core.meta_tools] if self.exposure == "meta" else [*backend, *own]
         self.catalog.tools = sorted(listed, key=_by_name)
 

@@ -17,6 +17,7 @@ import msgspec
 from shared.config import Config, ConfigError, load_config
 from shared.redact import redact_url
 from shared.runtime import run
+from shared.workflow_files import load_workflows
 
 __all__ = ["main"]
 
@@ -157,12 +158,23 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check(config: Config) -> int:
-    """Print the backends the config would start (URLs redacted) and its warnings; warnings do not fail."""
+    """Print the backends and workflows the config would start (URLs redacted) and its warnings.
+
+    Warnings do not fail; a workflow file with an error does (the gateway would leave it out).
+    """
+    loaded = load_workflows(config)
+    if loaded.errors:
+        for error in loaded.errors:
+            print(f"aggregator: invalid workflow file: {error}", file=sys.stderr)
+        return 2
+    warnings = (*config.warnings, *loaded.warnings)
     counts = [f"{len(config.mcp_servers)} backend(s)"]
+    if loaded.workflows:
+        counts.append(f"{len(loaded.workflows)} workflow(s)")
     if config.disabled:
         counts.append(f"{len(config.disabled)} disabled")
-    if config.warnings:
-        counts.append(f"{len(config.warnings)} warning(s)")
+    if warnings:
+        counts.append(f"{len(warnings)} warning(s)")
     print(f"{config.source}: OK, {', '.join(counts)}")
     for spec in config.mcp_servers:
         target = " ".join([spec.command or "", *spec.args]) if spec.type == "stdio" else redact_url(spec.url or "")
@@ -170,7 +182,10 @@ def _check(config: Config) -> int:
         print(f"  {spec.name:<20} {spec.type:<16} {target}  prefix={config.aggregator.prefix}_{spec.prefix}{family}")
     for name in config.disabled:
         print(f"  {name:<20} disabled (not started)")
-    for warning in config.warnings:
+    for workflow in loaded.workflows:
+        steps = " -> ".join(step.tool for step in workflow.steps)
+        print(f"  {workflow.tool_name:<20} workflow         {steps}")
+    for warning in warnings:
         print(f"aggregator: warning: {warning}", file=sys.stderr)
     return 0
 

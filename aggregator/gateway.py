@@ -36,6 +36,8 @@ from aggregator.replica_backends import ReplicaConnections
 from aggregator.replica_link import ReplicaLink, SessionStreams
 from aggregator.router import Router
 from aggregator.state_seal import StateSeal
+from aggregator.workflow_specs import CORE_WORKFLOW_TOOLS
+from aggregator.workflows import Workflows
 from shared.backends.base import BackendConnection
 from shared.config import Config
 from shared.events import ToolUpdateEvent
@@ -45,7 +47,9 @@ from shared.protocol.jsonrpc import Params
 from shared.reconnect import follow_reconnects
 from shared.store.protocols import Stores
 from shared.telemetry import Telemetry
+from shared.workflow_files import has_workflows
 from worker.supervisor import BackendSupervisor
+from worker.workflows import WorkflowPublisher
 
 __all__ = ["Gateway"]
 
@@ -71,8 +75,11 @@ class Gateway:
         self.closing = asyncio.Event()
         self.specs = {spec.name: spec for spec in config.mcp_servers}
         self.protected = {name: spec for name, spec in self.specs.items() if spec.auth is not None}
-        own = (CORE_TOOLS, CORE_RESOURCES) if self.protected else ((), ())
-        core = CoreItems(*own, meta_tools=META_TOOLS)  # the catalog lists the meta-tools as aggregator.exposure says
+        tools, resources = (CORE_TOOLS, CORE_RESOURCES) if self.protected else ((), ())
+        flows = has_workflows(config)
+        if flows:
+            tools = (*tools, *CORE_WORKFLOW_TOOLS)
+        core = CoreItems(tools, resources, meta_tools=META_TOOLS)  # meta-tools listed as aggregator.exposure says
         self.registry = ServerRegistry(config.aggregator, config.mcp_servers, core=core)
         self.hub = NotificationHub(max_streams=self.settings.max_streams)
         self.registry.on_change(self.hub.lists_changed)
@@ -95,6 +102,10 @@ class Gateway:
         self.router = Router(self.server)
         self.sync = RegistrySync(self.registry, stores, on_epoch=self.sessions.epoch_seen)
         self.sync.on_recovered = self.sessions.store_recovered
+        if flows:
+            workflows = Workflows(self.server, stores.workflows, self.settings.workflow_history)
+            self.sync.on_workflows = workflows.update  # the definitions the control plane published
+        self.publisher = WorkflowPublisher(config, stores, origin=self.replica_id) if flows and control_plane else None
         self.supervisor = (
             BackendSupervisor(
                 config.mcp_servers,
@@ -126,6 +137,9 @@ class Gateway:
         """Start syncing (and, embedded, supervising); wait until the first backends answered."""
         if self.protected:
             await self._start_auth()
+        if self.publisher is not None:
+            await self.publisher.refresh()  # before the first registry load, which then holds the workflows
+            self._tasks.append(asyncio.create_task(self.publisher.run(), name="workflows"))
         self._tasks.append(asyncio.create_task(self.sync.run(), name="registry-sync"))
         self._tasks.append(asyncio.create_task(self.link.run(), name="replica-link"))
         self._tasks.append(asyncio.create_task(self.sessions.keep(), name="sessions"))

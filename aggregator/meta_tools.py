@@ -22,6 +22,7 @@ from msgspec import Raw
 from aggregator.calls import CallContext
 from aggregator.catalog import Catalog
 from aggregator.handlers import AggregatorServer
+from aggregator.internal_tools import answer, optional_string, string_argument
 from aggregator.meta_tool_specs import META_TOOL_NAMES, META_TOOLS
 from shared.protocol.errors import InvalidParams, UnknownTool
 from shared.protocol.jsonrpc import Params, raw
@@ -50,21 +51,21 @@ class MetaTools:
         catalog = await self.server.catalog(ctx)
         sign_in = self.server.sign_in
         awaiting = sign_in.awaiting(ctx.principal) if sign_in is not None else []
-        return _answer({"tools": [_summary(tool) for tool in catalog.backend_tools], "signInRequired": awaiting})
+        return answer({"tools": [_summary(tool) for tool in catalog.backend_tools], "signInRequired": awaiting})
 
     async def describe_tool(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        name = _string(arguments, "name")
+        name = string_argument(arguments, "name")
         catalog = await self.server.catalog(ctx)
         catalog.tool(name)  # an unknown or blocked tool: the refusal a direct call gets
         tool = _find((*catalog.backend_tools, *self.server.registry.core.tools, *META_TOOLS), "name", name)
-        if tool is None:  # a name only another part serves (a workflow, say) that does not describe it here
+        if tool is None:  # a name only another part serves, which does not describe it here
             raise UnknownTool(f"Unknown tool: {name!r}", {"tool": name})
-        return _answer({"tool": tool})
+        return answer({"tool": tool})
 
     async def filter_tools(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        pattern = _string(arguments, "pattern").casefold().replace("[", "[[]")  # only * and ? are special
-        text = (_optional(arguments, "description") or "").casefold()
-        server = _optional(arguments, "server")
+        pattern = string_argument(arguments, "pattern").casefold().replace("[", "[[]")  # only * and ? are special
+        text = (optional_string(arguments, "description") or "").casefold()
+        server = optional_string(arguments, "server")
         catalog = await self.server.catalog(ctx)
         found = [
             _summary(tool)
@@ -73,11 +74,11 @@ class MetaTools:
             and text in str(tool.get("description") or "").casefold()
             and (server is None or server in catalog.tool_routes[tool["name"]].servers)
         ]
-        return _answer({"tools": found})
+        return answer({"tools": found})
 
     async def call_tool(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
         """The called tool's result as a direct tools/call gets it, with structuredContent always there."""
-        name = _string(arguments, "name")
+        name = string_argument(arguments, "name")
         if name in META_TOOL_NAMES:
             raise InvalidParams(f"Invalid params: call {name} itself, not through call_tool", {"tool": name})
         tool_arguments = arguments.get("arguments")
@@ -92,46 +93,42 @@ class MetaTools:
         return result
 
     async def list_core_tools(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        return _answer({"tools": list(self.server.registry.core.tools)})
+        return answer({"tools": list(self.server.registry.core.tools)})
 
     # -- resources and prompts --------------------------------------------------------------------
 
     async def list_resources(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
         catalog = await self.server.catalog(ctx)
-        return _answer({"resources": catalog.resources, "resourceTemplates": catalog.resource_templates})
+        return answer({"resources": catalog.resources, "resourceTemplates": catalog.resource_templates})
 
     async def describe_resource(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        uri = _string(arguments, "uri")
+        uri = string_argument(arguments, "uri")
         catalog = await self.server.catalog(ctx)
         found = _find(catalog.resources, "uri", uri) or _find(
             catalog.resource_templates, "uriTemplate", _template(catalog, uri)
         )
         if found is None:
             raise InvalidParams(f"Resource not found: {uri!r}", {"uri": uri})
-        return _answer({"resource": found})
+        return answer({"resource": found})
 
     async def get_resource(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        inner_params = {**_continuation(params), "uri": raw(_string(arguments, "uri"))}
+        inner_params = {**_continuation(params), "uri": raw(string_argument(arguments, "uri"))}
         return _relayed(await self.server.read_resource(ctx, inner_params))
 
     async def list_prompts(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        return _answer({"prompts": (await self.server.catalog(ctx)).prompts})
+        return answer({"prompts": (await self.server.catalog(ctx)).prompts})
 
     async def describe_prompt(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        name = _string(arguments, "name")
+        name = string_argument(arguments, "name")
         catalog = await self.server.catalog(ctx)
         catalog.prompt(name)  # an unknown prompt: the refusal prompts/get gives
-        return _answer({"prompt": _find(catalog.prompts, "name", name)})
+        return answer({"prompt": _find(catalog.prompts, "name", name)})
 
     async def get_prompt(self, ctx: CallContext, arguments: dict[str, Any], params: Params) -> dict[str, Any]:
-        inner_params = {**_continuation(params), "name": raw(_string(arguments, "name"))}
+        inner_params = {**_continuation(params), "name": raw(string_argument(arguments, "name"))}
         if arguments.get("arguments") is not None:
             inner_params["arguments"] = raw(arguments["arguments"])
         return _relayed(await self.server.get_prompt(ctx, inner_params))
-
-
-def _answer(data: dict[str, Any]) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": msgspec.json.encode(data).decode()}], "structuredContent": data}
 
 
 def _relayed(result: Raw) -> dict[str, Any]:
@@ -139,7 +136,7 @@ def _relayed(result: Raw) -> dict[str, Any]:
     decoded: dict[str, Any] = msgspec.json.decode(result)
     if decoded.get("resultType") == "input_required":
         return decoded
-    return _answer({key: value for key, value in decoded.items() if key not in _ENVELOPE})
+    return answer({key: value for key, value in decoded.items() if key not in _ENVELOPE})
 
 
 def _continuation(params: Params) -> Params:
@@ -160,17 +157,3 @@ def _template(catalog: Catalog, uri: str) -> str | None:
         if uri == route.exposed or route.pattern.fullmatch(uri):
             return route.exposed
     return None
-
-
-def _string(arguments: dict[str, Any], key: str) -> str:
-    value = _optional(arguments, key)
-    if value is None:
-        raise InvalidParams(f"Invalid params: missing required string {key!r}")
-    return value
-
-
-def _optional(arguments: dict[str, Any], key: str) -> str | None:
-    value = arguments.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidParams(f"Invalid params: {key!r} must be a string")
-    return value

@@ -77,6 +77,11 @@ class ServerRegistry:
         self.denylist = self.denylist.with_overrides(overrides)
         return self._rebuild()
 
+    def set_workflows(self, tools: Iterable[dict[str, Any]]) -> set[str]:
+        """Expose these workflow tools (and no others)."""
+        self.core = dataclasses.replace(self.core, workflows=tuple(tools))
+        return self._rebuild()
+
     def view(self, overlay: Mapping[str, ServerRecord], key: Hashable) -> Catalog:
         """What one user sees: every shared backend plus the protected ones in `overlay` (records for that user).
 

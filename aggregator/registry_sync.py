@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aggregator.registry import ServerRegistry
+from shared.config_types import WorkflowSpec
 from shared.events import ToolUpdateEvent
 from shared.retry import backoff_delay
 from shared.store.protocols import Stores
@@ -31,11 +32,13 @@ class RegistrySync:
         self.registry = registry
         self.stores = stores
         self.on_epoch = on_epoch
+        """Told the store's epoch at every reload (sessions write themselves back when it changed)."""
         self.on_recovered: Callable[[], Awaitable[None]] | None = None
         """Told when the store is followed again after an outage (which may have lost recent writes)."""
         self.on_user_changed: Callable[[str], None] | None = None
         """Told the user key of a user_changed event (that user's view is rebuilt on every replica)."""
-        """Told the store's epoch at every reload (sessions write themselves back when it changed)."""
+        self.on_workflows: Callable[[list[WorkflowSpec]], None] | None = None
+        """Told the workflow definitions at every reload and workflows_changed event (when the gateway serves them)."""
         self.version = 0
         self.epoch: str | None = None
         self.ready = asyncio.Event()
@@ -81,6 +84,7 @@ class RegistrySync:
         version = await self.stores.events.version()
         records = await self.stores.capabilities.list()
         overrides = await self.stores.blocks.all()
+        workflows = await self.stores.workflows.definitions() if self.on_workflows is not None else []
         if self.epoch is not None and epoch != self.epoch:
             log.warning(
                 "the store lost its data (new epoch); keeping the local registry and merging %d record(s) "
@@ -89,9 +93,13 @@ class RegistrySync:
             )
             for record in records:
                 self.registry.update(record)
+            if workflows and self.on_workflows is not None:  # else keep ours until they are published again
+                self.on_workflows(workflows)
         else:
             self.registry.denylist = self.registry.denylist.with_overrides(overrides)
             self.registry.replace_all(records)
+            if self.on_workflows is not None:
+                self.on_workflows(workflows)
         self.epoch = epoch
         self.version = version
         self.last_error = None
@@ -110,6 +118,9 @@ class RegistrySync:
         elif event.type == "user_changed":
             if event.user is not None and self.on_user_changed is not None:
                 self.on_user_changed(event.user)
+        elif event.type == "workflows_changed":
+            if self.on_workflows is not None:
+                self.on_workflows(await self.stores.workflows.definitions())
         elif event.server is not None:
             record = await self.stores.capabilities.get(event.server)
             if record is None:

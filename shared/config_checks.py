@@ -17,6 +17,7 @@ from msgspec import inspect
 
 from shared.config_document import SERVER_CLIENT_FIELDS, TOP_CLIENT_FIELDS, Document
 from shared.config_types import Config, ServerSpec
+from shared.workflow_checks import workflow_errors, workflow_warnings
 
 __all__ = ["check", "describe", "non_fatal_problems"]
 
@@ -29,15 +30,18 @@ _MISSING_FIELD = re.compile(r"Object missing required field `(.*)`", re.DOTALL)
 _BAD_ENUM = re.compile(r"Invalid enum value (.*)", re.DOTALL)
 
 
-def describe(exc: msgspec.ValidationError, server_paths: tuple[str, ...]) -> str:
-    """Turn msgspec's 'problem - at `$.path`' into '$.path: problem', the path as written in the file."""
+def describe(exc: msgspec.ValidationError, server_paths: tuple[str, ...], root: type = Config) -> str:
+    """Turn msgspec's 'problem - at `$.path`' into '$.path: problem', the path as written in the file.
+
+    `root` is the type the document decodes to (a workflow file's is WorkflowSpec).
+    """
     problem, sep, path = str(exc).rpartition(" - at `")
     if not sep:
         problem, path = path, "$"
     path = path.rstrip("`")
     index = _SERVER_INDEX.match(path)
     shown = server_paths[int(index.group(1))] + path[index.end() :] if index else path
-    node = _type_at(path)
+    node = _type_at(path, root)
     if (unknown := _UNKNOWN_FIELD.fullmatch(problem)) and isinstance(node, inspect.StructType):
         return f"{shown}.{unknown.group(1)}: unknown field; {_suggestion(unknown.group(1), node)}"
     if missing := _MISSING_FIELD.fullmatch(problem):
@@ -48,9 +52,9 @@ def describe(exc: msgspec.ValidationError, server_paths: tuple[str, ...]) -> str
     return f"{shown}: {problem.replace('`', '')}"
 
 
-def _type_at(path: str) -> inspect.Type | None:
-    """The type msgspec decodes at a `$.a[0].b` path of a Config, without Optional; None if unknown."""
-    node: inspect.Type = inspect.type_info(Config)
+def _type_at(path: str, root: type) -> inspect.Type | None:
+    """The type msgspec decodes at a `$.a[0].b` path of a `root`, without Optional; None if unknown."""
+    node: inspect.Type = inspect.type_info(root)
     for field, index in _PATH_STEP.findall(path):
         node = _unwrap(node)
         if field and isinstance(node, inspect.StructType):
@@ -141,6 +145,22 @@ def check(config: Config, document: Document) -> Iterator[str]:
         seen.setdefault(spec.name, at)
     yield from _check_namespaces(config, document.server_paths)
     yield from _check_auth(config, document.server_paths)
+    yield from _check_workflows(config)
+
+
+def _check_workflows(config: Config) -> Iterator[str]:
+    history = config.aggregator.workflow_history
+    if history.keep < 1:
+        yield "$.aggregator.workflowHistory.keep: must be at least 1"
+    if history.ttl <= 0:
+        yield "$.aggregator.workflowHistory.ttl: must be a positive number of seconds"
+    names: dict[str, int] = {}
+    for index, workflow in enumerate(config.workflows):
+        at = f"$.workflows[{index}]"
+        yield from workflow_errors(workflow, at, name_limit=config.aggregator.max_tool_name_length)
+        if workflow.name in names:
+            yield f"{at}.name: workflow {workflow.name!r} is already defined by $.workflows[{names[workflow.name]}]"
+        names.setdefault(workflow.name, index)
 
 
 def _check_namespaces(config: Config, server_paths: tuple[str, ...]) -> Iterator[str]:
@@ -216,13 +236,15 @@ def _http_url(value: str) -> bool:
 
 
 def non_fatal_problems(config: Config, server_paths: tuple[str, ...]) -> Iterator[str]:
-    """Problems that do not stop the gateway (that backend just fails to start), as '$.path: problem'."""
+    """Problems that do not stop the gateway (that backend or step just fails), as '$.path: problem'."""
     for spec, at in zip(config.mcp_servers, server_paths, strict=True):
         if spec.type == "stdio" and spec.command and not _can_start(spec.command, spec):
             yield (
                 f"{at}.command: {spec.command!r} is not on PATH nor an executable file;"
                 " the server cannot start until it is installed"
             )
+    for index, workflow in enumerate(config.workflows):
+        yield from workflow_warnings(workflow, f"$.workflows[{index}]", config)
 
 
 def _can_start(command: str, spec: ServerSpec) -> bool:

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import msgspec
 import yaml
 
-__all__ = ["SERVER_CLIENT_FIELDS", "TOP_CLIENT_FIELDS", "ConfigProblem", "Document", "read_document"]
+__all__ = ["SERVER_CLIENT_FIELDS", "TOP_CLIENT_FIELDS", "ConfigProblem", "Document", "expand", "parse", "read_document"]
 
 # Clients' names for our types; anything else is left for the enum check to report.
 _TYPE_SPELLINGS = {"http": "streamable-http", "streamableHttp": "streamable-http"}
@@ -58,7 +58,7 @@ class Document(msgspec.Struct, frozen=True, kw_only=True):
 
 def read_document(text: str, *, json_file: bool) -> Document:
     """Parse, normalise and expand a config document; raise ConfigProblem on the first problem."""
-    data = _parse(text, json_file=json_file)
+    data = parse(text, json_file=json_file)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -69,7 +69,7 @@ def read_document(text: str, *, json_file: bool) -> Document:
     written = data.pop(key, None)
     if key == "servers":
         data.pop("inputs", None)  # VS Code's prompts for ${input:...}, which are refused where used
-    canonical = {name: _expand(value, f"${_key_path(str(name))}") for name, value in data.items()}
+    canonical = {name: expand(value, f"${_key_path(str(name))}") for name, value in data.items()}
     servers: list[object] = []
     server_paths: list[str] = []
     name_paths: list[str] = []
@@ -87,7 +87,7 @@ def read_document(text: str, *, json_file: bool) -> Document:
     )
 
 
-def _parse(text: str, *, json_file: bool) -> object:
+def parse(text: str, *, json_file: bool) -> object:
     """JSON for .json files and JSON-looking text (YAML reads tabs, escapes, comments otherwise), else YAML."""
     json_problem = None
     if json_file or text.lstrip().startswith("{"):
@@ -163,7 +163,7 @@ def _normalise(written: dict[str, object], at: str, name: str | None) -> dict[st
 
 def _expand_server(entry: dict[str, object], at: str) -> dict[str, object]:
     """Expand one server's strings; credentials in its URL become an Authorization header."""
-    expanded = {key: _expand(value, f"{at}{_key_path(key)}") for key, value in entry.items() if key != "url"}
+    expanded = {key: expand(value, f"{at}{_key_path(key)}") for key, value in entry.items() if key != "url"}
     url = entry.get("url")
     if not isinstance(url, str):
         if "url" in entry:
@@ -215,14 +215,14 @@ def _userinfo(url: str) -> tuple[str, str, str] | None:
     return user, password, urlunsplit(parts._replace(netloc=host))
 
 
-def _expand(value: object, at: str) -> object:
+def expand(value: object, at: str) -> object:
     """Every string below `value` with ${VAR} expanded; `at` is the path of `value`."""
     if isinstance(value, str):
         return _expand_text(value, at)
     if isinstance(value, dict):
-        return {key: _expand(item, f"{at}{_key_path(str(key))}") for key, item in value.items()}
+        return {key: expand(item, f"{at}{_key_path(str(key))}") for key, item in value.items()}
     if isinstance(value, list):
-        return [_expand(item, f"{at}[{i}]") for i, item in enumerate(value)]
+        return [expand(item, f"{at}[{i}]") for i, item in enumerate(value)]
     return value
 
 

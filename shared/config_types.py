@@ -7,7 +7,7 @@ takes a safe default: bind to localhost, denylist on, 4 MiB body limit, no clien
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -25,12 +25,18 @@ __all__ = [
     "ServerSpec",
     "TokenExchangeSpec",
     "Transport",
+    "WorkflowArg",
+    "WorkflowHistory",
+    "WorkflowSpec",
+    "WorkflowStep",
 ]
 
 Transport = Literal["streamable-http", "sse", "stdio"]
 BackendType = Literal["stdio", "sse", "streamable-http"]
 Exposure = Literal["native", "meta", "both"]
 """What tools/list shows: the backends' tools, the meta-tools (aggregator/meta_tools.py) instead, or both."""
+ArgType = Literal["string", "number", "integer", "boolean", "object", "array"]
+"""A workflow argument's JSON Schema type."""
 
 
 class ConfigError(Exception):
@@ -66,6 +72,13 @@ class RateLimitSettings(_Spec, frozen=True):
     """Seconds of the sliding window."""
 
 
+class WorkflowHistory(_Spec, frozen=True):
+    """How many workflow executions the store keeps: the latest `keep` of each workflow, each for `ttl` seconds."""
+
+    keep: int = 20
+    ttl: float = 7 * 24 * 3600.0
+
+
 class AggregatorSettings(_Spec, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8090
@@ -99,6 +112,9 @@ class AggregatorSettings(_Spec, frozen=True):
     """Absent: clients need no token."""
     auth_rate_limit: RateLimitSettings = RateLimitSettings()
     """Sign-in attempts (core_auth_login) per user per window, across the cluster."""
+    workflows_dir: str | None = None
+    """A folder of workflow files (one YAML each), re-read when they change; relative to the config file."""
+    workflow_history: WorkflowHistory = WorkflowHistory()
 
     @property
     def base_url(self) -> str:
@@ -172,11 +188,51 @@ class ServerSpec(_Spec, frozen=True):
         return self.tool_prefix or self.name
 
 
+class WorkflowArg(_Spec, frozen=True):
+    """One argument of a workflow: a property of its tool's input schema."""
+
+    type: ArgType = "string"
+    required: bool = False
+    default: Any = None
+    """Used when the caller leaves the argument out (None: the argument is null)."""
+    description: str | None = None
+
+
+class WorkflowStep(_Spec, frozen=True):
+    """One tool call of a workflow; strings in `args` and `condition` are templates (shared/workflow_templates.py)."""
+
+    id: str
+    tool: str
+    """The tool's name as clients call it (x_time_get_current_time)."""
+    args: dict[str, Any] = {}
+    condition: str | None = None
+    """A template; a falsy value skips the step."""
+    allow_failure: bool = False
+    """The run goes on when this step fails."""
+    store: bool = False
+    """Keep the step's result as `results.<id>` for the templates of later steps."""
+    description: str | None = None
+
+
+class WorkflowSpec(_Spec, frozen=True):
+    """A named sequence of tool calls, exposed as the tool `workflow_<name>`."""
+
+    name: str
+    steps: tuple[WorkflowStep, ...]
+    description: str | None = None
+    args: dict[str, WorkflowArg] = {}
+
+    @property
+    def tool_name(self) -> str:
+        return f"workflow_{self.name}"
+
+
 class Config(_Spec, frozen=True):
     """The file's settings; `source`, `disabled` and `warnings` are filled in by the loader."""
 
     aggregator: AggregatorSettings = AggregatorSettings()
     mcp_servers: tuple[ServerSpec, ...] = msgspec.field(default=(), name="mcpServers")
+    workflows: tuple[WorkflowSpec, ...] = ()
     source: str = msgspec.field(default="<config>", name="_source")
     disabled: tuple[str, ...] = msgspec.field(default=(), name="_disabled")
     """Servers the file turns off (`disabled: true`); not in mcp_servers."""

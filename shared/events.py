@@ -1,8 +1,9 @@
 """ToolUpdateEvent: the one message that says the registry changed, with a version counter.
 
 The control plane publishes one per change (a backend registered, deregistered, still down
-with a new error, its lists changed, a tool blocked or unblocked). Versions increase by one per event across the whole
-deployment, so a subscriber that sees a gap knows it missed events and reloads the snapshot.
+with a new error, its lists changed, a tool blocked or unblocked, the workflows changed).
+Versions increase by one per event across the whole deployment, so a subscriber that sees a gap
+knows it missed events and reloads the snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EventType = Literal[
     "capabilities_changed",
     "tool_block_changed",
     "user_changed",
+    "workflows_changed",
     "resync",
 ]
 

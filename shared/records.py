@@ -1,4 +1,4 @@
-"""Records kept in the stores: what a backend offers, and who a 2025-11-25 session belongs to.
+"""Records kept in the stores: what a backend offers, who a 2025-11-25 session belongs to, how a workflow ran.
 
 They are msgspec Structs so the Redis store can keep them as compact JSON and every replica
 decodes them the same way.
@@ -10,9 +10,22 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["AuthChallenge", "BackendState", "CallCounts", "Heartbeat", "ServerRecord", "SessionRecord"]
+__all__ = [
+    "AuthChallenge",
+    "BackendState",
+    "CallCounts",
+    "ExecutionStatus",
+    "Heartbeat",
+    "ServerRecord",
+    "SessionRecord",
+    "StepOutcome",
+    "StepStatus",
+    "WorkflowExecution",
+]
 
 BackendState = Literal["up", "down", "auth_required"]
+StepStatus = Literal["ok", "failed", "skipped"]
+ExecutionStatus = Literal["ok", "failed", "cancelled"]
 
 
 class AuthChallenge(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -99,3 +112,35 @@ class Heartbeat(msgspec.Struct, kw_only=True, omit_defaults=True):
     registry_version: int = 0
     bounds: list[float] = []
     calls: list[CallCounts] = []
+
+
+class StepOutcome(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
+    """One step of a workflow run: the tool it called, and its result, its error, or why it was skipped."""
+
+    id: str
+    tool: str
+    status: StepStatus
+    duration_ms: float = 0.0
+    result: Any = None
+    """The tool's structuredContent, else its text parsed as JSON, else its text."""
+    error: str | None = None
+    reason: str | None = None
+    """Why a step was skipped: its condition was false, or the run stopped before it."""
+
+
+class WorkflowExecution(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
+    """One run of a workflow, as the caller got it back and as any replica reads it afterwards.
+
+    Camel-cased, since clients get it as JSON (the workflow tool's answer, core_workflow_execution_get).
+    """
+
+    id: str
+    workflow: str
+    status: ExecutionStatus
+    started_at: float
+    """Wall clock, seconds."""
+    duration_ms: float
+    arguments: dict[str, Any]
+    steps: list[StepOutcome]
+    subject: str | None = None
+    """Who ran it, when the gateway checks tokens: only they read it back."""

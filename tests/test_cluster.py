@@ -11,9 +11,11 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import mcp_types as t
@@ -35,8 +37,24 @@ CONFIG = {
 TOOL = "x_time_get_current_time"
 
 
+STAMP = {
+    "name": "stamp",
+    "args": {"text": {"type": "string", "required": True}},
+    "steps": [
+        {"id": "now", "tool": TOOL, "args": {"timezone": "UTC"}, "store": True},
+        {"id": "say", "tool": "x_tb_echo", "args": {"text": "{{ args.text }} at {{ results.now.timezone }}"}},
+    ],
+}
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
+def workflow_folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="cluster-workflows-") as path:
+        yield Path(path)
+
+
+@pytest.fixture(scope="module")
+def cluster(workflow_folder: Path) -> Iterator[LocalCluster]:
     # A shared HTTP backend: every replica and the worker talk to the same process.
     # And a 2025-11-25-only one, whose questions a 2026-07-28 client answers by retrying.
     with (
@@ -46,12 +64,13 @@ def cluster() -> Iterator[LocalCluster]:
         ) as old,
     ):
         config = {
-            **CONFIG,
+            "aggregator": {**CONFIG["aggregator"], "workflowsDir": str(workflow_folder)},
             "mcpServers": [
                 *CONFIG["mcpServers"],
                 {"name": "tb", "type": "streamable-http", "url": toolbox.url},
                 {"name": "old", "type": "streamable-http", "url": old.url},
             ],
+            "workflows": [STAMP],
         }
         with LocalCluster(
             config, replicas=2, workers=2, lock_ttl=2.0, env={"AGGREGATOR_ADMIN_TOKEN": TOKEN}
@@ -374,3 +393,34 @@ async def test_replicas_keep_serving_while_redis_is_down_and_say_why(cluster: Lo
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
     assert "serving the last known registry" in cluster.processes["replica-0"].log.read_text()
+
+
+async def test_a_workflow_run_on_one_replica_reads_back_on_the_other(cluster: LocalCluster) -> None:
+    async with Client(f"{cluster.replica_url(0)}/mcp", mode="2026-07-28") as client:
+        result = await client.call_tool("workflow_stamp", {"text": "hello"})
+    run = result.structured_content or {}
+    assert not result.is_error and run["steps"][1]["result"] == {"result": "hello at UTC"}
+    async with Client(f"{cluster.replica_url(1)}/mcp", mode="legacy") as client:
+        read_back = await client.call_tool("core_workflow_execution_get", {"id": run["id"]})
+        assert read_back.structured_content == run
+        listed = await client.call_tool("core_workflow_execution_list", {})
+        assert run["id"] in [item["id"] for item in (listed.structured_content or {})["executions"]]
+
+
+async def test_a_workflow_file_the_worker_reads_reaches_every_replica(
+    cluster: LocalCluster, workflow_folder: Path
+) -> None:
+    (workflow_folder / "shout.yaml").write_text(
+        "name: shout\nsteps: [{id: say, tool: x_tb_echo, args: {text: LOUD}}]\n"
+    )
+    try:
+        for index in range(2):
+            async with Client(f"{cluster.replica_url(index)}/mcp", mode="2026-07-28") as client:
+                deadline = time.monotonic() + 15
+                while "workflow_shout" not in [tool.name for tool in (await client.list_tools()).tools]:
+                    assert time.monotonic() < deadline, f"replica {index} never served the new workflow"
+                    await asyncio.sleep(0.2)
+                shouted = await client.call_tool("workflow_shout", {})
+                assert (shouted.structured_content or {})["status"] == "ok"
+    finally:
+        (workflow_folder / "shout.yaml").unlink()

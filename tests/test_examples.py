@@ -1,4 +1,4 @@
-"""The README's examples run as written: the auth demo (examples/auth_demo.py), the meta-tools config."""
+"""The README's examples run as written: the auth demo (examples/auth_demo.py), the meta-tools and workflows configs."""
 
 from __future__ import annotations
 
@@ -38,3 +38,20 @@ async def test_the_meta_tools_example_lists_the_time_tools_and_calls_one() -> No
                 "call_tool", {"name": "x_time_get_current_time", "arguments": {"timezone": "UTC"}}
             )
             assert (answer.structured_content or {})["timezone"] == "UTC"
+
+
+async def test_the_workflows_example_converts_the_time_it_just_read() -> None:
+    section = (ROOT / "README.md").read_text().split("## Workflows", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert example is not None
+    with run_gateway(yaml.safe_load(example.group(1))) as gateway:
+        async with Client(gateway.url, mode="legacy") as client:
+            result = await client.call_tool("workflow_meeting-time", {"other": "Asia/Tokyo"})
+            run = result.structured_content or {}
+            assert not result.is_error, run
+            assert [(step["id"], step["status"]) for step in run["steps"]] == [("now", "ok"), ("there", "ok")]
+            now, there = (step["result"] for step in run["steps"])
+            assert there["source"]["timezone"] == "Europe/London" and there["target"]["timezone"] == "Asia/Tokyo"
+            assert there["source"]["datetime"][11:16] == now["datetime"][11:16]  # the time step one read
+            same = await client.call_tool("workflow_meeting-time", {"other": "Europe/London"})
+            assert (same.structured_content or {})["steps"][1]["status"] == "skipped"  # the condition

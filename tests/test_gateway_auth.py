@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 
@@ -34,7 +34,11 @@ def idp() -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def gateway(idp: RunningServer) -> Iterator[GatewayProcess]:
-    config = {"aggregator": {"oauth": {"issuer": idp.url, "requiredScopes": ["mcp"]}}, "mcpServers": [TOOLBOX]}
+    config = {
+        "aggregator": {"oauth": {"issuer": idp.url, "requiredScopes": ["mcp"]}},
+        "mcpServers": [TOOLBOX],
+        "workflows": [{"name": "hello", "steps": [{"id": "say", "tool": "x_tb_echo", "args": {"text": "hi"}}]}],
+    }
     with run_gateway(config) as process:
         yield process
 
@@ -127,6 +131,21 @@ async def test_a_session_presented_by_another_user_is_not_found(
     assert (await http.delete(gateway.url, headers=as_bob)).status_code == 404
     as_alice = {**HEADERS, "authorization": f"Bearer {alice}", "mcp-session-id": session}
     assert (await http.post(gateway.url, json=ping, headers=as_alice)).status_code == 200
+
+
+async def test_a_workflow_run_is_read_back_only_by_who_ran_it(
+    gateway: GatewayProcess, idp: RunningServer, http: httpx.AsyncClient
+) -> None:
+    alice, bob = await token_for(http, idp, gateway), await token_for(http, idp, gateway, user="bob")
+    async with connected(gateway.url, alice, "2026-07-28") as client:
+        run = (await client.call_tool("workflow_hello", {})).structured_content or {}
+        assert run["status"] == "ok" and run["subject"] == "alice"
+        assert (await client.call_tool("core_workflow_execution_get", {"id": run["id"]})).structured_content == run
+    async with connected(gateway.url, bob, "legacy") as client:
+        with pytest.raises(MCPError, match="Unknown workflow execution"):
+            await client.call_tool("core_workflow_execution_get", {"id": run["id"]})
+        listed = await client.call_tool("core_workflow_execution_list", {"name": "hello"})
+        assert run["id"] not in [item["id"] for item in (listed.structured_content or {})["executions"]]
 
 
 @pytest.mark.parametrize("mode", ERAS)

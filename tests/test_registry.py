@@ -161,6 +161,22 @@ def test_with_meta_exposure_a_backend_tool_change_is_announced_though_tools_list
     assert reg.set_overrides({"x_alpha_added": True}) == {"tools"}  # a run-time block changes list_tools too
 
 
+@pytest.mark.parametrize("exposure", ["native", "meta"])
+def test_workflows_come_and_go_at_run_time_route_here_and_are_announced(exposure: str) -> None:
+    settings = msgspec.structs.replace(CONFIG.aggregator, exposure=exposure)
+    reg = ServerRegistry(settings, CONFIG.mcp_servers, core=CoreItems(meta_tools=META_TOOLS))
+    reg.update(record("alpha", tool("echo")))
+    announced: list[set[str]] = []
+    reg.on_change(announced.append)
+    assert reg.set_workflows([tool("workflow_delete-all")]) == {"tools"}  # a destructive-sounding name: not blocked
+    assert reg.catalog.tool("workflow_delete-all").internal
+    assert [t["name"] for t in reg.catalog.backend_tools] == ["workflow_delete-all", "x_alpha_echo"]
+    assert ("workflow_delete-all" in names(reg)) is (exposure == "native")
+    assert reg.set_workflows([]) == {"tools"} and announced == [{"tools"}, {"tools"}]
+    with pytest.raises(UnknownTool):
+        reg.catalog.tool("workflow_delete-all")
+
+
 @pytest.mark.parametrize("hidden", ["kubectl_delete\u200b", "echo\tx", "ec\u202eho", "\u00adcleanup", "echo\n"])
 def test_tool_or_prompt_with_invisible_characters_is_not_exposed(hidden: str, caplog: pytest.LogCaptureFixture) -> None:
     reg = registry(record("alpha", tool(hidden), tool("echo"), prompts=[{"name": hidden}, {"name": "greet"}]))

@@ -11,6 +11,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from shared.config_types import WorkflowSpec, WorkflowStep
 from shared.events import ToolUpdateEvent
 from shared.records import ServerRecord
 from shared.store.protocols import FencedOut
@@ -39,9 +40,14 @@ async def test_only_one_worker_leads_and_a_stale_leader_is_fenced_out(redis_serv
             await stale.capabilities.put(ServerRecord(server="s", state="down"))
         with pytest.raises(FencedOut):
             await stale.events.publish(ToolUpdateEvent(type="deregistered", server="s"))
+        with pytest.raises(FencedOut):
+            await stale.workflows.publish([])
         current = stores.fenced(second.key, second.value)  # type: ignore[arg-type]
         await current.capabilities.put(ServerRecord(server="s", state="down"))
         assert (await stores.capabilities.get("s")).state == "down"  # type: ignore[union-attr]
+        workflow = WorkflowSpec(name="w", steps=(WorkflowStep(id="a", tool="x_s_t"),))
+        await current.workflows.publish([workflow])
+        assert await stores.workflows.definitions() == [workflow]
     finally:
         await client.aclose()
         await stores.aclose()

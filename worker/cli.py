@@ -36,8 +36,10 @@ from shared.runtime import run
 from shared.store.protocols import FencedOut, StoreUnavailable
 from shared.store.redis import RedisStores, open_redis_stores
 from shared.telemetry import configure_logging
+from shared.workflow_files import has_workflows
 from worker.leader import LeaderLock, LeadershipLost
 from worker.supervisor import BackendSupervisor
+from worker.workflows import WorkflowPublisher
 
 __all__ = ["Worker", "main"]
 
@@ -97,20 +99,25 @@ class Worker:
 
         pool.on_notification = on_notification
         pool.on_lost = supervisor.connection_lost
-        supervising = asyncio.create_task(supervisor.run(), name="supervisor")
+        work = [asyncio.create_task(supervisor.run(), name="supervisor")]
+        if has_workflows(self.config):
+            publisher = WorkflowPublisher(self.config, fenced, origin=self.worker_id)
+            work.append(asyncio.create_task(publisher.run(), name="workflows"))
         listening = asyncio.create_task(follow_reconnects(self.stores.messages, supervisor.reconnect))
         try:
             # Lead until the lease is lost (the renewer raises) or supervision fails; with no
             # backends to supervise, keep the lease anyway rather than re-electing in a loop.
-            await asyncio.wait({supervising, renewer}, return_when=asyncio.FIRST_COMPLETED)
-            if supervising.done():
-                supervising.result()
+            await asyncio.wait({*work, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            for task in work:
+                if task.done():
+                    task.result()
             await renewer
         finally:
             listening.cancel()
-            supervising.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LeadershipLost, FencedOut):
-                await supervising
+            for task in work:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LeadershipLost, FencedOut):
+                    await task
             with contextlib.suppress(asyncio.CancelledError):
                 await listening
             await pool.drain_all()

@@ -15,6 +15,7 @@ import msgspec
 
 from shared.events import ToolUpdateEvent
 from shared.records import Heartbeat, ServerRecord, SessionRecord
+from shared.store.memory_workflows import MemoryWorkflowStore
 from shared.store.protocols import AUTH_COUNTERS, AUTH_TIMESTAMPS, GLOBAL_SCOPE, AuthEvent, AuthServerMetrics
 
 __all__ = [
@@ -340,6 +341,7 @@ class MemoryStores:
         self.keys = MemoryKeyStore(clock)
         self.values = MemoryValueStore(clock)
         self.heartbeats = MemoryHeartbeatStore(clock)
+        self.workflows = MemoryWorkflowStore(clock)
 
     async def ping(self) -> None:
         return None

@@ -7,14 +7,15 @@ the contract here is fixed, not the test.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Literal, Protocol
 
 import msgspec
 
+from shared.config_types import WorkflowSpec
 from shared.events import ToolUpdateEvent
-from shared.records import Heartbeat, ServerRecord, SessionRecord
+from shared.records import Heartbeat, ServerRecord, SessionRecord, WorkflowExecution
 
 __all__ = [
     "AUTH_COUNTERS",
@@ -35,6 +36,7 @@ __all__ = [
     "StoreUnavailable",
     "Stores",
     "ValueStore",
+    "WorkflowStore",
 ]
 
 GLOBAL_SCOPE = "*"
@@ -237,6 +239,26 @@ class ValueStore(Protocol):
         ...
 
 
+class WorkflowStore(Protocol):
+    """Workflow definitions as the control plane last published them, and the runs of workflows.
+
+    `publish` replaces every definition at once (a control plane's write, fenced like its
+    capability records); before the first, `definitions` is empty. A run recorded with `record`
+    is read by id for `ttl` seconds; `executions` lists a workflow's latest `keep` runs, newest
+    first, and a run pushed out of them is gone.
+    """
+
+    async def publish(self, workflows: Sequence[WorkflowSpec]) -> None: ...
+
+    async def definitions(self) -> list[WorkflowSpec]: ...
+
+    async def record(self, execution: WorkflowExecution, *, keep: int, ttl: float) -> None: ...
+
+    async def execution(self, execution_id: str) -> WorkflowExecution | None: ...
+
+    async def executions(self, workflow: str) -> list[WorkflowExecution]: ...
+
+
 class Stores(Protocol):
     """Every store one process uses, opened and closed together."""
 
@@ -262,6 +284,8 @@ class Stores(Protocol):
     def values(self) -> ValueStore: ...
     @property
     def heartbeats(self) -> HeartbeatStore: ...
+    @property
+    def workflows(self) -> WorkflowStore: ...
 
     async def ping(self) -> None:
         """Raise if the backing service cannot be reached."""

@@ -53,6 +53,7 @@ from shared.store.redis_pubsub import RedisPubSub
 from shared.store.redis_replies import as_bytes, text, translated
 from shared.store.redis_scripts import ALLOW, FENCED_PUT, PUBLISH, REMAINING, SHARED_KEY, TAKE
 from shared.store.redis_url import RedisClient, close_client, parse_redis_url
+from shared.store.redis_workflows import RedisWorkflowStore
 
 __all__ = ["RedisStores", "open_redis_stores"]
 
@@ -335,6 +336,7 @@ class RedisStores:
         self.keys = RedisKeyStore(client, keys, where)
         self.values = RedisValueStore(client, keys, where)
         self.heartbeats = RedisHeartbeatStore(client, keys, where)
+        self.workflows = RedisWorkflowStore(client, keys, where, fence)
         self.where = where
         self._owns_client = fence is None
 

@@ -4,14 +4,14 @@ Two kinds of key, so that the same layout works on one Redis and on Redis Cluste
 
 - the control plane's keys carry the hash tag `{ns}` and so live in one hash slot: the leader
   lock and its fencing counter, the global capability records, block overrides, auth counters,
-  the event counter and epoch, the processes' heartbeats, and every pub/sub channel. Lua scripts
-  combine them (a fenced write checks the lock and writes a record; a publish checks the lock,
-  counts and publishes; a heartbeat writes a record and its deadline),
+  the event counter and epoch, the processes' heartbeats, the workflow definitions, and every
+  pub/sub channel. Lua scripts combine them (a fenced write checks the lock and writes a record;
+  a publish checks the lock, counts and publishes; a heartbeat writes a record and its deadline),
   and a cluster runs a script only when all its keys share a slot. The channels join them so
   that one sharded subscription, on one node, hears all of them. They are few and small.
 - everything per user, per session or per value (`ns:session:…`, `ns:rl:…`, `ns:val:…`, users'
-  capability records) has no tag and spreads over the cluster's slots; each is read and
-  written one key at a time.
+  capability records, workflow runs and each workflow's list of them) has no tag and spreads
+  over the cluster's slots; each is read and written one key at a time.
 
 The layout is drawn in the docstring of `shared/store/redis.py` and in docs/architecture.md.
 """
@@ -87,3 +87,12 @@ class RedisKeys:
 
     def value(self, key: str) -> str:
         return self._own(f"val:{key}")
+
+    def workflows(self) -> str:
+        return self._control("workflows")
+
+    def workflow_run(self, run_id: str) -> str:
+        return self._own(f"wf:run:{run_id}")
+
+    def workflow_runs(self, workflow: str) -> str:
+        return self._own(f"wf:runs:{workflow}")

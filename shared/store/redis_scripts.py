@@ -5,7 +5,7 @@ A script runs atomically on the server; they are registered once per client (EVA
 
 from __future__ import annotations
 
-__all__ = ["ALLOW", "FENCED_PUT", "PUBLISH", "REMAINING", "SHARED_KEY", "TAKE"]
+__all__ = ["ALLOW", "FENCED_PUT", "FENCED_SET", "PUBLISH", "REMAINING", "SHARED_KEY", "TAKE"]
 
 # Sliding-window rate limit, atomically.
 # KEYS[1] = the window's sorted set
@@ -58,6 +58,18 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED the leader lock is held by another worker')
 end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[2]) else redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
+return 1
+"""
+
+# Set a string, for a control plane only while it holds the leader lock.
+# KEYS[1] = the leader lock (fenced writers) or the string itself, KEYS[2] = the string
+# ARGV[1] = our lock value, or "" for a writer without a lock; ARGV[2] = the value
+# Returns 1, or the error FENCED.
+FENCED_SET = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED the leader lock is held by another worker')
+end
+redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 

@@ -6,8 +6,9 @@ import asyncio
 
 import msgspec
 
+from shared.config_types import WorkflowArg, WorkflowSpec, WorkflowStep
 from shared.events import ToolUpdateEvent
-from shared.records import CallCounts, Heartbeat, ServerRecord, SessionRecord
+from shared.records import CallCounts, Heartbeat, ServerRecord, SessionRecord, StepOutcome, WorkflowExecution
 from shared.store.protocols import Stores
 
 
@@ -246,3 +247,44 @@ async def test_heartbeats_lapse_after_their_ttl_unless_renewed(stores: Stores) -
     assert [r.id for r in await beats.all()] == ["kept"]
     await asyncio.sleep(0.25)
     assert await beats.all() == []
+
+
+async def test_workflow_definitions_are_replaced_whole(stores: Stores) -> None:
+    workflows = stores.workflows
+    assert await workflows.definitions() == []
+    step = WorkflowStep(id="say", tool="x_a_echo", args={"text": "{{ args.text }}", "n": [1]}, allow_failure=True)
+    first = [
+        WorkflowSpec(name="one", steps=(step,), args={"text": WorkflowArg(required=True, description="What")}),
+        WorkflowSpec(name="two", steps=(step, msgspec.structs.replace(step, id="again", condition="{{ true }}"))),
+    ]
+    await workflows.publish(first)
+    assert await workflows.definitions() == first
+    await workflows.publish(first[1:])
+    assert await workflows.definitions() == first[1:]
+
+
+def _run(run_id: str, workflow: str = "deploy") -> WorkflowExecution:
+    step = StepOutcome(id="a", tool="x_a_echo", status="ok", duration_ms=1.5, result={"n": [1, "two"]})
+    return WorkflowExecution(
+        id=run_id, workflow=workflow, status="ok", started_at=1.0, duration_ms=2.0, arguments={"x": 1}, steps=[step]
+    )
+
+
+async def test_workflow_runs_are_read_by_id_and_the_latest_few_listed_newest_first(stores: Stores) -> None:
+    workflows = stores.workflows
+    for index in range(4):
+        await workflows.record(_run(f"run-{index}"), keep=3, ttl=5)
+    await workflows.record(_run("other-0", "other"), keep=3, ttl=5)
+    assert [run.id for run in await workflows.executions("deploy")] == ["run-3", "run-2", "run-1"]
+    assert await workflows.execution("run-3") == _run("run-3")
+    assert await workflows.execution("run-0") is None  # pushed out of the latest three
+    assert [run.id for run in await workflows.executions("other")] == ["other-0"]
+    assert await workflows.executions("never-ran") == []
+
+
+async def test_workflow_runs_expire_after_their_ttl(stores: Stores) -> None:
+    await stores.workflows.record(_run("short"), keep=5, ttl=0.2)
+    assert await stores.workflows.execution("short") is not None
+    await asyncio.sleep(0.35)
+    assert await stores.workflows.execution("short") is None
+    assert await stores.workflows.executions("deploy") == []
