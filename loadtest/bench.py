@@ -3,6 +3,7 @@
     python loadtest/bench.py [--duration 8] [--connections 16] [--threads 2] [--rounds 3] [--write-docs]
     python loadtest/bench.py --smoke      # 1 s, 1 round, 4 connections: proves it runs end to end
     python loadtest/bench.py --oauth      # adds a third path: a gateway that checks OAuth tokens
+    python loadtest/bench.py --hop        # the hop alone: a cheap backend, haproxy, four gateway paths
 
 Starts `python -m tests.servers.echo` and `aggregator serve` (embedded store, `--log-level
 warning`) on free ports, then drives both paths with wrk (`loadtest/tools_call.lua`) at the
@@ -15,6 +16,8 @@ an hour) and a second gateway with `aggregator.oauth` set, in front of the same 
 is signed in for before the runs and wrk sends it as `Authorization: Bearer`, every round running
 direct, gateway, gateway with OAuth. The difference in gateway CPU per call between the two
 gateways is what the token check costs the hot path (the verified token is cached).
+`--hop` runs the benchmark of `loadtest/hop_bench.py` instead (its docstring says what it
+measures): the gateway's cost when the backend is not the bottleneck, against haproxy's.
 Exits 1 if any request failed, 2 if wrk is missing.
 """
 
@@ -35,6 +38,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loadtest import hop_bench
 from loadtest.processes import PREFIX, SERVER, Child, announced, start, start_gateway
 from loadtest.report import cpu_seconds, machine, write_block
 from loadtest.wrk import WrkResult, require_wrk, run_wrk
@@ -245,33 +249,53 @@ def write_docs(report: str, args: argparse.Namespace) -> None:
     )
 
 
+def measure_and_render(args: argparse.Namespace) -> tuple[str, bool, str]:
+    """Run the chosen benchmark: its report, whether every request succeeded, the servers' output meanwhile."""
+    if args.hop:
+        hop_runs, noise = hop_bench.bench(args)
+        return (*hop_bench.render(hop_runs, args), noise)
+    runs, noise = bench(args)
+    return (*render(runs, args), noise)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
+    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 8; --hop: 3)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections, both paths (default 16)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2; --hop: always 1)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved direct/gateway rounds (default 3)")
-    parser.add_argument("--write-docs", action="store_true", help="update the bench block of docs/performance.md")
-    parser.add_argument("--smoke", action="store_true", help="1 s, 1 round, 4 connections: proves it runs")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="update this benchmark's block of docs/performance.md"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 s, 1 round, 4 connections (--hop: one level, no warm-up): proves it runs",
+    )
     parser.add_argument("--oauth", action="store_true", help="add a gateway that checks OAuth tokens (a third path)")
+    parser.add_argument("--hop", action="store_true", help="the hop alone, cheap backend (loadtest/hop_bench.py)")
     args = parser.parse_args()
     if args.oauth and args.write_docs:
         parser.error("--write-docs records the forwarding benchmark without --oauth; note OAuth results by hand")
+    if args.oauth and args.hop:
+        parser.error("--hop measures the gateway without OAuth")
+    if args.duration is None:
+        args.duration = 3 if args.hop else 8
     if args.smoke:
-        args.duration, args.rounds, args.connections = 1, 1, 4
+        args.duration, args.rounds = 1, 1
+        args.connections = args.connections if args.hop else 4  # --hop --smoke keeps the goal's concurrency
     args.threads = max(1, min(args.threads, args.connections))  # wrk wants connections >= threads
     require_wrk()
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop the servers on these too, not only on Ctrl-C
         signal.signal(sig, lambda number, _frame: sys.exit(128 + number))
     try:
-        runs, noise = bench(args)
+        report, clean, noise = measure_and_render(args)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1
-    report, clean = render(runs, args)
     print(f"\n{report}")
     if noise:
         print(
@@ -279,7 +303,7 @@ def main() -> int:
             + "\n".join(noise.splitlines()[-20:])
         )
     if args.write_docs and clean:
-        write_docs(report, args)
+        (hop_bench.write_docs if args.hop else write_docs)(report, args)
         print("\ndocs/performance.md updated")
     elif args.write_docs:
         print("\ndocs/performance.md NOT updated: requests failed", file=sys.stderr)
