@@ -25,11 +25,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +95,8 @@ class Run:
     connections: int
     wrk: WrkResult
     cpu_us: dict[str, float]
+    elsewhere: float
+    """Cores busy meanwhile with anything but this benchmark (its servers, wrk, itself): other users' load."""
 
 
 HAPROXY_CONFIG = """\
@@ -159,9 +164,22 @@ def open_session(url: str) -> str:
     return session
 
 
-def measure(route: Route, target: Target, connections: int, seconds: float) -> Run:
+def machine_busy() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (/proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu(servers: list[int]) -> float:
+    """CPU seconds used so far by the servers, this script and its finished children (the wrk runs)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(map(cpu_seconds, servers)) + mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(route: Route, target: Target, connections: int, seconds: float, servers: list[int]) -> Run:
     """One wrk run, with the CPU time (utime + stime) of each process on the path read before and after."""
     before = {role: cpu_seconds(pid) for role, pid in target.pids.items()}
+    busy, own, started = machine_busy(), own_cpu(servers), time.monotonic()
     result = run_wrk(
         target.url,
         target.tool,
@@ -171,9 +189,10 @@ def measure(route: Route, target: Target, connections: int, seconds: float) -> R
         headers=target.headers,
         version=route.client,
     )
+    elsewhere = (machine_busy() - busy - (own_cpu(servers) - own)) / (time.monotonic() - started)
     calls = max(1, result.requests)
     used = {role: (cpu_seconds(pid) - before[role]) / calls * 1e6 for role, pid in target.pids.items()}
-    return Run(route, connections, result, used)
+    return Run(route, connections, result, used, max(0.0, elsewhere))
 
 
 def levels(args: argparse.Namespace) -> tuple[int, ...]:
@@ -205,6 +224,7 @@ def bench(args: argparse.Namespace) -> tuple[list[Run], str]:
             if (spoken := negotiated(gateway)) != version:
                 raise RuntimeError(f"the gateway in front of the {version} backend negotiated {spoken}")
         children = [*backends.values(), haproxy, *gateways.values()]
+        servers = [child.process.pid for child in children]
         for child in children:
             print(f"{child.name:20} pid {child.process.pid:7}  {child.url}")
         targets: dict[Route, Target] = {}
@@ -227,7 +247,7 @@ def bench(args: argparse.Namespace) -> tuple[list[Run], str]:
         )
         if not args.smoke:
             for route, target in targets.items():  # warm-up: connections, pools, caches
-                warm = measure(route, target, args.connections, 1)
+                warm = measure(route, target, args.connections, 1, servers)
                 if warm.wrk.errors:
                     raise RuntimeError(f"warm-up on {route.name} failed {warm.wrk.errors} times: {warm.wrk.first_bad}")
         marks = {child.name: len(child.output()) for child in children}
@@ -235,11 +255,12 @@ def bench(args: argparse.Namespace) -> tuple[list[Run], str]:
         for round_ in range(1, args.rounds + 1):
             for connections in levels(args):
                 for route, target in targets.items():
-                    runs.append(run := measure(route, target, connections, args.duration))
+                    runs.append(run := measure(route, target, connections, args.duration, servers))
                     cpu = "  ".join(f"{role} {us:5.0f} µs" for role, us in run.cpu_us.items())
                     print(
                         f"  round {round_} c{connections:<3} {route.name:22} {run.wrk.rps:7.0f} rps  "
-                        f"p50 {run.wrk.p50_ms:5.2f} ms  p99 {run.wrk.p99_ms:6.2f} ms  errors {run.wrk.errors}  {cpu}",
+                        f"p50 {run.wrk.p50_ms:5.2f} ms  p99 {run.wrk.p99_ms:6.2f} ms  errors {run.wrk.errors}  {cpu}  "
+                        f"elsewhere {run.elsewhere:.2f} cores",
                         flush=True,
                     )
         noise = "".join(
@@ -344,6 +365,11 @@ def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
         )
         + f". The gateway spends {min(ratio.values()):.0f}-{max(ratio.values()):.0f}x the CPU per call haproxy "
         "spends in front of the same backend."
+    )
+    elsewhere = sorted(run.elsewhere for run in runs)
+    lines.append(
+        f"- other load on the machine during the runs (cores busy with anything but this benchmark, of "
+        f"{len(os.sched_getaffinity(0))}): median {statistics.median(elsewhere):.2f}, max {elsewhere[-1]:.2f}"
     )
     if not clean:
         first = next(r.wrk for r in runs if r.wrk.errors)
