@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 
 from loadtest.processes import PREFIX, SERVER, Child, announced, start, start_gateway
-from loadtest.report import cpu_seconds, machine, write_block
+from loadtest.report import cpu_seconds, cpu_times, machine, write_block
 from loadtest.wrk import WrkResult, run_wrk
 from tests.ports import connects, free_port
 
@@ -95,6 +95,8 @@ class Run:
     connections: int
     wrk: WrkResult
     cpu_us: dict[str, float]
+    system_us: dict[str, float]
+    """Of cpu_us, the time spent in the kernel (socket reads and writes, mostly)."""
     elsewhere: float
     """Cores busy meanwhile with anything but this benchmark (its servers, wrk, itself): other users' load."""
 
@@ -178,7 +180,7 @@ def own_cpu(servers: list[int]) -> float:
 
 def measure(route: Route, target: Target, connections: int, seconds: float, servers: list[int]) -> Run:
     """One wrk run, with the CPU time (utime + stime) of each process on the path read before and after."""
-    before = {role: cpu_seconds(pid) for role, pid in target.pids.items()}
+    before = {role: cpu_times(pid) for role, pid in target.pids.items()}
     busy, own, started = machine_busy(), own_cpu(servers), time.monotonic()
     result = run_wrk(
         target.url,
@@ -190,9 +192,11 @@ def measure(route: Route, target: Target, connections: int, seconds: float, serv
         version=route.client,
     )
     elsewhere = (machine_busy() - busy - (own_cpu(servers) - own)) / (time.monotonic() - started)
-    calls = max(1, result.requests)
-    used = {role: (cpu_seconds(pid) - before[role]) / calls * 1e6 for role, pid in target.pids.items()}
-    return Run(route, connections, result, used, max(0.0, elsewhere))
+    after = {role: cpu_times(pid) for role, pid in target.pids.items()}
+    per_call = 1e6 / max(1, result.requests)
+    used = {role: (sum(after[role]) - sum(before[role])) * per_call for role in target.pids}
+    system = {role: (after[role][1] - before[role][1]) * per_call for role in target.pids}
+    return Run(route, connections, result, used, system, max(0.0, elsewhere))
 
 
 def levels(args: argparse.Namespace) -> tuple[int, ...]:
@@ -278,6 +282,7 @@ class Row:
     p99_ms: float
     errors: int
     cpu_us: dict[str, float]
+    system_share: dict[str, float]
 
 
 def summarise(runs: list[Run]) -> dict[tuple[int, Route], Row]:
@@ -290,6 +295,10 @@ def summarise(runs: list[Run]) -> dict[tuple[int, Route], Row]:
             p99_ms=statistics.median(r.wrk.p99_ms for r in rs),
             errors=sum(r.wrk.errors for r in rs),
             cpu_us={role: statistics.median(r.cpu_us[role] for r in rs) for role in rs[0].cpu_us},
+            system_share={
+                role: statistics.median(r.system_us[role] / r.cpu_us[role] if r.cpu_us[role] else 0.0 for r in rs)
+                for role in rs[0].cpu_us
+            },
         )
     return rows
 
@@ -365,6 +374,14 @@ def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
         )
         + f". The gateway spends {min(ratio.values()):.0f}-{max(ratio.values()):.0f}x the CPU per call haproxy "
         "spends in front of the same backend."
+    )
+    shares = {
+        role: [row.system_share[role] for (c, _), row in rows.items() if c == top and role in row.system_share]
+        for role in ROLES
+    }
+    lines.append(
+        f"- of that CPU, system time (the kernel: socket reads and writes, wake-ups) at {top} connections: "
+        + ", ".join(f"{role} {100 * min(v):.0f}-{100 * max(v):.0f}%" for role, v in shares.items())
     )
     elsewhere = sorted(run.elsewhere for run in runs)
     lines.append(

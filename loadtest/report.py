@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["DOCS", "cpu_seconds", "machine", "write_block"]
+__all__ = ["DOCS", "cpu_seconds", "cpu_times", "machine", "write_block"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
@@ -34,5 +34,10 @@ def write_block(name: str, body: str) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time a process has used so far, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
