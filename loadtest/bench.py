@@ -260,10 +260,10 @@ def measure_and_render(args: argparse.Namespace) -> tuple[str, bool, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 8; --hop: 3)")
+    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 8; --hop: 2)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections, both paths (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2; --hop: always 1)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved direct/gateway rounds (default 3)")
+    parser.add_argument("--rounds", type=int, help="interleaved direct/gateway rounds (default 3; --hop: 5)")
     parser.add_argument(
         "--write-docs", action="store_true", help="update this benchmark's block of docs/performance.md"
     )
@@ -280,7 +280,9 @@ def main() -> int:
     if args.oauth and args.hop:
         parser.error("--hop measures the gateway without OAuth")
     if args.duration is None:
-        args.duration = 3 if args.hop else 8
+        args.duration = 2 if args.hop else 8
+    if args.rounds is None:
+        args.rounds = 5 if args.hop else 3
     if args.smoke:
         args.duration, args.rounds = 1, 1
         args.connections = args.connections if args.hop else 4  # --hop --smoke keeps the goal's concurrency

@@ -1,6 +1,6 @@
 """Server processes a benchmark starts: each logs to a file, is ready when it says so, and always stops.
 
-Used by `loadtest/bench.py` and `loadtest/hop_bench.py`.
+Used by `loadtest/bench.py` and `loadtest/hop_bench.py`; haproxy here is a reference hop, not a balancer.
 """
 
 from __future__ import annotations
@@ -17,11 +17,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from loadtest.wrk import die_with_parent
-from tests.ports import free_port
+from tests.ports import connects, free_port
 
-__all__ = ["PREFIX", "ROOT", "SERVER", "Child", "announced", "gateway_ready", "start", "start_gateway"]
+__all__ = [
+    "PREFIX",
+    "ROOT",
+    "SERVER",
+    "Child",
+    "announced",
+    "gateway_ready",
+    "start",
+    "start_gateway",
+    "start_haproxy",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 30.0
@@ -116,3 +127,40 @@ def start_gateway(stack: contextlib.ExitStack, name: str, workdir: Path, backend
     (workdir / f"{name}.yaml").write_text(json.dumps(config))  # JSON is YAML
     argv = [sys.executable, "-m", "aggregator", "serve", "-c", str(workdir / f"{name}.yaml")]
     return stack.enter_context(start(name, [*argv, "--log-level", "warning"], workdir, gateway_ready(port)))
+
+
+HAPROXY_CONFIG = """\
+global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+"""
+
+
+def start_haproxy(
+    stack: contextlib.ExitStack, workdir: Path, upstreams: dict[str, str]
+) -> tuple[Child, dict[str, str]]:
+    """haproxy (http mode, keep-alive, one thread) with a listener per upstream URL; it and the URL for each name."""
+    ports = {name: free_port() for name in upstreams}
+    config = HAPROXY_CONFIG + "".join(
+        f"\nlisten {name}\n    bind 127.0.0.1:{ports[name]}\n    server upstream {urlsplit(url).netloc}\n"
+        for name, url in upstreams.items()
+    )
+    (workdir / "haproxy.cfg").write_text(config)
+
+    def ready(_: Child) -> str | None:
+        listening = all(connects(port) for port in ports.values())
+        urls = (f"http://127.0.0.1:{ports[name]}{urlsplit(url).path}" for name, url in upstreams.items())
+        return " ".join(urls) if listening else None
+
+    haproxy = stack.enter_context(
+        start("haproxy", ["haproxy", "-db", "-f", str(workdir / "haproxy.cfg")], workdir, ready)
+    )
+    return haproxy, dict(zip(ports, haproxy.url.split(), strict=True))
