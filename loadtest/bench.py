@@ -3,6 +3,7 @@
     python loadtest/bench.py [--duration 8] [--connections 16] [--threads 2] [--rounds 3] [--write-docs]
     python loadtest/bench.py --smoke      # 1 s, 1 round, 4 connections: proves it runs end to end
     python loadtest/bench.py --oauth      # adds a third path: a gateway that checks OAuth tokens
+    python loadtest/bench.py --hop        # the hop alone: a cheap backend, haproxy, four gateway paths
 
 Starts `python -m tests.servers.echo` and `aggregator serve` (embedded store, `--log-level
 warning`) on free ports, then drives both paths with wrk (`loadtest/tools_call.lua`) at the
@@ -15,6 +16,8 @@ an hour) and a second gateway with `aggregator.oauth` set, in front of the same 
 is signed in for before the runs and wrk sends it as `Authorization: Bearer`, every round running
 direct, gateway, gateway with OAuth. The difference in gateway CPU per call between the two
 gateways is what the token check costs the hot path (the verified token is cached).
+`--hop` runs the benchmark of `loadtest/hop_bench.py` instead (its docstring says what it
+measures): the gateway's cost when the backend is not the bottleneck, against haproxy's.
 Exits 1 if any request failed, 2 if wrk is missing.
 """
 
@@ -23,61 +26,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtest.report import cpu_seconds, machine, write_block  # noqa: E402
-from loadtest.wrk import WrkResult, die_with_parent, require_wrk, run_wrk  # noqa: E402
-from tests.ports import free_port  # noqa: E402
+from loadtest import hop_bench
+from loadtest.processes import PREFIX, SERVER, Child, announced, start, start_gateway
+from loadtest.report import cpu_seconds, machine, write_block
+from loadtest.wrk import WrkResult, require_wrk, run_wrk
 
 GOAL_RATIO, GOAL_ADDED_P50_MS = 0.9, 0.5
-READY_TIMEOUT = 30.0
-PREFIX, SERVER, TOOL = "x", "echo", "echo"
+TOOL = "echo"
 LABELS = {"direct": "backend directly", "gateway": "through the gateway", "oauth": "through the gateway, OAuth on"}
 TOKEN_TTL = 3600  # seconds: no token expires during a benchmark, so every call after the first hits the cache
-
-
-@dataclass
-class Child:
-    """A server process started here; its stdout and stderr go to one log file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    url: str = ""
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.output()[-chars:]
-
-    def stop(self) -> None:
-        """SIGTERM, SIGKILL after 10 s; always reaped."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @dataclass(frozen=True)
@@ -98,70 +67,6 @@ class Run:
     wrk: WrkResult
     gateway_cpu_us: float
     backend_cpu_us: float
-
-
-@contextlib.contextmanager
-def start(name: str, argv: list[str], workdir: Path, ready: Callable[[Child], str | None]) -> Iterator[Child]:
-    """Start `argv`, wait (bounded) until `ready` returns its URL, always stop it afterwards."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")} | {"PYTHONUNBUFFERED": "1"}
-    log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches this script, which stops the servers in order
-            preexec_fn=die_with_parent,  # no threads in this script
-        )
-    child = Child(name, process, log)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not (url := ready(child)):
-            if process.poll() is not None:
-                why = f"exited with {process.returncode}"
-                raise RuntimeError(f"{name} {why} before it was ready; output:\n{child.tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {READY_TIMEOUT:g} s; output:\n{child.tail()}")
-            time.sleep(0.1)
-        child.url = url
-        yield child
-    finally:
-        child.stop()
-
-
-def announced(child: Child) -> str | None:
-    """The URL in the backend's `READY <url>` line, once printed."""
-    match = re.search(r"^READY (\S+)$", child.output(), re.MULTILINE)
-    return match[1] if match else None
-
-
-def gateway_ready(port: int) -> Callable[[Child], str | None]:
-    """A check that /readyz answers 200 with the echo backend up."""
-
-    def check(_: Child) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                state = json.load(response).get("backends", {}).get(SERVER, {}).get("state")
-        except (OSError, ValueError):
-            return None
-        return f"http://127.0.0.1:{port}/mcp" if state == "up" else None
-
-    return check
-
-
-def start_gateway(stack: contextlib.ExitStack, name: str, workdir: Path, backend: Child, **settings: Any) -> Child:
-    """`aggregator serve` (embedded store) in front of `backend`, `settings` added to its `aggregator` section."""
-    port = free_port()
-    config = {
-        "aggregator": {"host": "127.0.0.1", "port": port, "prefix": PREFIX, **settings},
-        "mcpServers": [{"name": SERVER, "type": "streamable-http", "url": backend.url, "timeout": 30}],
-    }
-    (workdir / f"{name}.yaml").write_text(json.dumps(config))  # JSON is YAML
-    argv = [sys.executable, "-m", "aggregator", "serve", "-c", str(workdir / f"{name}.yaml")]
-    return stack.enter_context(start(name, [*argv, "--log-level", "warning"], workdir, gateway_ready(port)))
 
 
 def bearer_token(issuer: str, audience: str) -> str:
@@ -344,33 +249,55 @@ def write_docs(report: str, args: argparse.Namespace) -> None:
     )
 
 
+def measure_and_render(args: argparse.Namespace) -> tuple[str, bool, str]:
+    """Run the chosen benchmark: its report, whether every request succeeded, the servers' output meanwhile."""
+    if args.hop:
+        hop_runs, noise = hop_bench.bench(args)
+        return (*hop_bench.render(hop_runs, args), noise)
+    runs, noise = bench(args)
+    return (*render(runs, args), noise)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
+    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 8; --hop: 2)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections, both paths (default 16)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved direct/gateway rounds (default 3)")
-    parser.add_argument("--write-docs", action="store_true", help="update the bench block of docs/performance.md")
-    parser.add_argument("--smoke", action="store_true", help="1 s, 1 round, 4 connections: proves it runs")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2; --hop: always 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved direct/gateway rounds (default 3; --hop: 5)")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="update this benchmark's block of docs/performance.md"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 s, 1 round, 4 connections (--hop: one level, no warm-up): proves it runs",
+    )
     parser.add_argument("--oauth", action="store_true", help="add a gateway that checks OAuth tokens (a third path)")
+    parser.add_argument("--hop", action="store_true", help="the hop alone, cheap backend (loadtest/hop_bench.py)")
     args = parser.parse_args()
     if args.oauth and args.write_docs:
         parser.error("--write-docs records the forwarding benchmark without --oauth; note OAuth results by hand")
+    if args.oauth and args.hop:
+        parser.error("--hop measures the gateway without OAuth")
+    if args.duration is None:
+        args.duration = 2 if args.hop else 8
+    if args.rounds is None:
+        args.rounds = 5 if args.hop else 3
     if args.smoke:
-        args.duration, args.rounds, args.connections = 1, 1, 4
+        args.duration, args.rounds = 1, 1
+        args.connections = args.connections if args.hop else 4  # --hop --smoke keeps the goal's concurrency
     args.threads = max(1, min(args.threads, args.connections))  # wrk wants connections >= threads
     require_wrk()
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop the servers on these too, not only on Ctrl-C
         signal.signal(sig, lambda number, _frame: sys.exit(128 + number))
     try:
-        runs, noise = bench(args)
+        report, clean, noise = measure_and_render(args)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1
-    report, clean = render(runs, args)
     print(f"\n{report}")
     if noise:
         print(
@@ -378,7 +305,7 @@ def main() -> int:
             + "\n".join(noise.splitlines()[-20:])
         )
     if args.write_docs and clean:
-        write_docs(report, args)
+        (hop_bench.write_docs if args.hop else write_docs)(report, args)
         print("\ndocs/performance.md updated")
     elif args.write_docs:
         print("\ndocs/performance.md NOT updated: requests failed", file=sys.stderr)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import resource
 from pathlib import Path
 
-__all__ = ["DOCS", "cpu_seconds", "machine", "write_block"]
+__all__ = ["DOCS", "cpu_seconds", "cpu_times", "machine", "machine_busy", "own_cpu", "write_block"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
@@ -34,5 +35,22 @@ def write_block(name: str, body: str) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time a process has used so far, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (/proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu(servers: list[int]) -> float:
+    """CPU seconds used so far by the `servers`, this process and its children it has waited for (e.g. wrk runs)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(map(cpu_seconds, servers)) + mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime

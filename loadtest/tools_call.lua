@@ -1,6 +1,11 @@
--- wrk script: MCP 2026-07-28 tools/call over streamable HTTP, every response checked.
+-- wrk script: MCP tools/call over streamable HTTP, every response checked.
 --
---   wrk -t2 -c16 -d8s --latency -s loadtest/tools_call.lua URL -- TOOL      (or MCP_TOOL=TOOL)
+--   wrk -t2 -c16 -d8s --latency -s loadtest/tools_call.lua URL -- TOOL [VERSION]   (or MCP_TOOL=TOOL)
+--
+-- VERSION 2026-07-28 (the default): stateless, the protocol fields in `_meta` and the
+-- Mcp-Method/Mcp-Name headers on every request. VERSION 2025-11-25 (or another handshake-era
+-- version): requests within a session opened before the run (initialize, then
+-- notifications/initialized), whose id comes with -H "Mcp-Session-Id: ...".
 --
 -- Headers given with wrk's -H (e.g. -H "Authorization: Bearer ...") are sent along with these.
 --
@@ -19,15 +24,33 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local function has_header(wanted)
+  for name, _ in pairs(wrk.headers) do
+    if string.lower(name) == wanted then
+      return true
+    end
+  end
+  return false
+end
+
 function init(args)
   local name = args[1] or os.getenv("MCP_TOOL")
   if not name or name == "" then
     error("name the tool: wrk ... -s tools_call.lua URL -- TOOL (or set MCP_TOOL)")
   end
+  local version = args[2] or "2026-07-28"
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Accept"] = "application/json, text/event-stream"
-  wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
+  wrk.headers["MCP-Protocol-Version"] = version
+  if version ~= "2026-07-28" then
+    if not has_header("mcp-session-id") then
+      error("version " .. version .. " calls within a session: pass -H 'Mcp-Session-Id: ...'")
+    end
+    wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"' .. name ..
+      '","arguments":{"text":"hello"}}}'
+    return
+  end
   wrk.headers["Mcp-Method"] = "tools/call"
   wrk.headers["Mcp-Name"] = name
   wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"' .. name ..

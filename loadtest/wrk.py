@@ -72,13 +72,18 @@ def run_wrk(
     connections: int,
     threads: int = 2,
     headers: Mapping[str, str] | None = None,
+    version: str = "2026-07-28",
 ) -> WrkResult:
-    """Load `url` with tools/call of `tool` for `seconds` (whole seconds, at least 1), `headers` added to each."""
+    """Load `url` with tools/call of `tool` for `seconds` (whole seconds, at least 1), `headers` added to each.
+
+    `version` is the client's protocol version; a handshake-era one calls within the session that
+    `headers` name (`Mcp-Session-Id`).
+    """
     duration = max(1, round(seconds))
     command = [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "2s"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
-    command += ["--latency", "-s", str(LUA), url, "--", tool]
+    command += ["--latency", "-s", str(LUA), url, "--", tool, version]
     result = subprocess.run(
         command,
         capture_output=True,

@@ -37,3 +37,19 @@ def test_scale_benchmark_smoke_run() -> None:
     for row in ("tools listed", "`tools/list`, first page", "new tool on `tools/list`", "RSS growth per session"):
         assert row in result.stdout
     assert "tracemalloc, per GET stream" in result.stdout
+
+
+def test_hop_benchmark_smoke_run_measures_every_path() -> None:
+    result = subprocess.run(
+        [sys.executable, "loadtest/bench.py", "--hop", "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith(("| direct ", "| haproxy ", "| gateway "))]
+    paths = {tuple(cell.strip() for cell in line.split("|")[1:3]) for line in table}
+    versions = ("2026", "2025")
+    assert paths == {
+        *((via, f"{v} → {v}") for via in ("direct", "haproxy") for v in versions),
+        *(("gateway", f"{client} → {backend}") for client in versions for backend in versions),
+    }
+    assert all(line.split("|")[7].strip() == "0" for line in table), table  # the errors column
+    assert "gateway CPU per forwarded call at 16 connections <= 100 µs: **" in result.stdout
