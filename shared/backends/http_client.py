@@ -55,6 +55,8 @@ class Response:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
     async def read(self) -> bytes:
+        if self._done and self._error is None and len(self._chunks) <= 1:  # arrived whole: most answers
+            return self._chunks.popleft() if self._chunks else b""
         parts = [chunk async for chunk in self.iter_chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
