@@ -282,7 +282,8 @@ def test_locust_headless_run_against_the_cluster(cluster: LocalCluster, tmp_path
         timeout=90,
         cwd=ROOT,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    logs = "\n".join(f"--- {name}\n{p.tail(20)}" for name, p in cluster.processes.items() if name.startswith("replica"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + logs
     stats = (tmp_path / "run_stats.csv").read_text()
     assert "2026 tools/call" in stats and "2025 tools/call" in stats
 
