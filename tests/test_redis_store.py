@@ -59,3 +59,19 @@ async def test_ping_fails_naming_redis_once_it_went_away() -> None:
 async def test_unreachable_redis_names_where_and_what_to_do() -> None:
     with pytest.raises(StoreUnavailable, match=r"cannot reach Redis at 127\.0\.0\.1:\d+ .*--redis-url"):
         await open_redis_stores(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1)
+
+
+async def test_a_connection_that_died_with_a_restarted_redis_is_replaced_not_reported() -> None:
+    """After Redis restarts, pooled connections are dead; the next command must not fail on one."""
+    server = start_redis()
+    try:
+        stores = await open_redis_stores(server.url, namespace="restart")
+        try:
+            await stores.blocks.set("x_a_b", True)  # leaves a connection in the pool
+            server.restart()
+            await stores.blocks.set("x_a_b", False)
+            assert await stores.blocks.all() == {"x_a_b": False}
+        finally:
+            await stores.aclose()
+    finally:
+        server.stop()

@@ -25,8 +25,12 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["REDIS_FAILURES", "RedisClient", "RedisTarget", "close_client", "parse_redis_url"]
 
@@ -76,7 +80,13 @@ class RedisTarget(msgspec.Struct, frozen=True):
             "password": self.password,
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
+            # A pooled connection may have died with its server (a restart, a failover): try the
+            # command again on a fresh one. redis-py retries by default only when not built from
+            # a URL; say it for every shape.
+            "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3),
         }
+        if self.mode != "cluster":
+            common["retry_on_error"] = [RedisConnectionError, RedisTimeoutError]
         if self.mode == "cluster":
             return RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in self.nodes],
