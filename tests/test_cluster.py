@@ -419,7 +419,9 @@ async def test_a_workflow_file_the_worker_reads_reaches_every_replica(
             async with Client(f"{cluster.replica_url(index)}/mcp", mode="2026-07-28") as client:
                 deadline = time.monotonic() + 15
                 while "workflow_shout" not in [tool.name for tool in (await client.list_tools()).tools]:
-                    assert time.monotonic() < deadline, f"replica {index} never served the new workflow"
+                    assert time.monotonic() < deadline, f"replica {index} never served the new workflow" + "".join(
+                        f"\n--- {name}\n{p.tail(25)}" for name, p in cluster.processes.items() if name != "haproxy"
+                    )
                     await asyncio.sleep(0.2)
                 shouted = await client.call_tool("workflow_shout", {})
                 assert (shouted.structured_content or {})["status"] == "ok"

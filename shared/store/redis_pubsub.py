@@ -6,7 +6,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from shared.store.redis_replies import as_bytes, text, translated
 from shared.store.redis_url import REDIS_FAILURES, RedisClient
@@ -42,6 +45,7 @@ class RedisPubSub:
                 # client's map may still name the dead master, and pub/sub never refreshes it.
                 await self.client.nodes_manager.initialize()
             await (pubsub.ssubscribe(*channels) if self.sharded else pubsub.subscribe(*channels))
+        retries = _without_retries(pubsub)
 
         async def receive() -> dict[str, Any] | None:
             message: dict[str, Any] | None
@@ -61,5 +65,24 @@ class RedisPubSub:
         try:
             yield messages()
         finally:
+            for connection, retry in retries:
+                connection.retry = retry
             with contextlib.suppress(*REDIS_FAILURES):
                 await pubsub.aclose()
+
+
+def _without_retries(pubsub: PubSub | ClusterPubSub) -> list[tuple[Any, Retry]]:
+    """Make a lost subscription raise instead of silently reconnecting; return what to restore.
+
+    redis-py would reconnect and resubscribe under us, and messages published meanwhile would be
+    lost unnoticed: the follower must see the failure to reload what it missed (a store that
+    restarted empty, a failover). The connections go back to the pool with their retries.
+    """
+    subscriptions = list(pubsub.node_pubsub_mapping.values()) if isinstance(pubsub, ClusterPubSub) else [pubsub]
+    changed = []
+    for subscription in subscriptions:
+        connection = getattr(subscription, "connection", None)  # None until it subscribed
+        if connection is not None:
+            changed.append((connection, connection.retry))
+            connection.retry = Retry(NoBackoff(), 0)
+    return changed
