@@ -49,6 +49,7 @@ from shared.store.protocols import (
 )
 from shared.store.redis_heartbeats import RedisHeartbeatStore
 from shared.store.redis_keys import RedisKeys
+from shared.store.redis_part import RedisPart
 from shared.store.redis_pubsub import RedisPubSub
 from shared.store.redis_replies import as_bytes, text, translated
 from shared.store.redis_scripts import ALLOW, FENCED_PUT, PUBLISH, REMAINING, SHARED_KEY, TAKE
@@ -62,15 +63,7 @@ _session_decoder = msgspec.json.Decoder(SessionRecord)
 _encode = msgspec.json.Encoder().encode
 
 
-class _Part:
-    def __init__(self, client: RedisClient, keys: RedisKeys, where: str, fence: tuple[str, str] | None = None) -> None:
-        self.client = client
-        self.keys = keys
-        self.where = where
-        self.fence = fence  # (lock key, our lock value) for a control plane's writes
-
-
-class RedisCapabilityStore(_Part):
+class RedisCapabilityStore(RedisPart):
     def __init__(self, client: RedisClient, keys: RedisKeys, where: str, fence: tuple[str, str] | None = None) -> None:
         super().__init__(client, keys, where, fence)
         self._fenced_put = client.register_script(FENCED_PUT)
@@ -107,7 +100,7 @@ class RedisCapabilityStore(_Part):
                 await self.client.hdel(key, server)
 
 
-class RedisSessionStore(_Part):
+class RedisSessionStore(RedisPart):
     async def create(self, record: SessionRecord, *, ttl: float) -> None:
         with translated(self.where):
             await self.client.set(self.keys.session(record.id), _encode(record), px=int(ttl * 1000))
@@ -131,7 +124,7 @@ class RedisSessionStore(_Part):
             return bool(await self.client.delete(self.keys.session(session_id)))
 
 
-class RedisBlockStore(_Part):
+class RedisBlockStore(RedisPart):
     async def set(self, tool: str, blocked: bool | None) -> None:
         with translated(self.where):
             if blocked is None:
@@ -145,7 +138,7 @@ class RedisBlockStore(_Part):
         return {text(tool): text(value) == "1" for tool, value in data.items()}
 
 
-class RedisRateLimiter(_Part):
+class RedisRateLimiter(RedisPart):
     def __init__(self, client: RedisClient, keys: RedisKeys, where: str) -> None:
         super().__init__(client, keys, where)
         self._allow = client.register_script(ALLOW)
@@ -167,7 +160,7 @@ class RedisRateLimiter(_Part):
             await self.client.delete(self.keys.window(key))
 
 
-class RedisAuthMetrics(_Part):
+class RedisAuthMetrics(RedisPart):
     async def record(self, server: str, event: AuthEvent, *, at: float | None = None) -> None:
         key = self.keys.auth(server)
         with translated(self.where):
@@ -198,7 +191,7 @@ def _metrics(server: str, data: Mapping[bytes | str, bytes | str]) -> AuthServer
     return msgspec.convert({"server_name": server, **fields}, AuthServerMetrics)
 
 
-class RedisEventBus(_Part):
+class RedisEventBus(RedisPart):
     def __init__(
         self,
         client: RedisClient,
@@ -243,7 +236,7 @@ class RedisEventBus(_Part):
         return text(value) if value is not None else ""
 
 
-class RedisMessageBus(_Part):
+class RedisMessageBus(RedisPart):
     def __init__(self, client: RedisClient, keys: RedisKeys, where: str, *, pubsub: RedisPubSub) -> None:
         super().__init__(client, keys, where)
         self.pubsub = pubsub
@@ -263,7 +256,7 @@ class RedisMessageBus(_Part):
             yield named()
 
 
-class RedisKeyStore(_Part):
+class RedisKeyStore(RedisPart):
     def __init__(self, client: RedisClient, keys: RedisKeys, where: str) -> None:
         super().__init__(client, keys, where)
         self._shared_key = client.register_script(SHARED_KEY)
@@ -276,7 +269,7 @@ class RedisKeyStore(_Part):
         return bytes(key)
 
 
-class RedisValueStore(_Part):
+class RedisValueStore(RedisPart):
     def __init__(self, client: RedisClient, keys: RedisKeys, where: str) -> None:
         super().__init__(client, keys, where)
         self._take = client.register_script(TAKE)

@@ -19,6 +19,7 @@ import msgspec
 from shared.config_types import WorkflowSpec
 from shared.records import WorkflowExecution
 from shared.store.redis_keys import RedisKeys
+from shared.store.redis_part import RedisPart
 from shared.store.redis_replies import text, translated
 from shared.store.redis_scripts import FENCED_SET
 from shared.store.redis_url import RedisClient
@@ -30,12 +31,9 @@ _definitions = msgspec.json.Decoder(list[WorkflowSpec])
 _execution = msgspec.json.Decoder(WorkflowExecution)
 
 
-class RedisWorkflowStore:
+class RedisWorkflowStore(RedisPart):
     def __init__(self, client: RedisClient, keys: RedisKeys, where: str, fence: tuple[str, str] | None = None) -> None:
-        self.client = client
-        self.keys = keys
-        self.where = where
-        self.fence = fence  # (lock key, our lock value) for a control plane's writes
+        super().__init__(client, keys, where, fence)
         self._fenced_set = client.register_script(FENCED_SET)
 
     async def publish(self, workflows: Sequence[WorkflowSpec]) -> None:
