@@ -25,10 +25,11 @@ _LABELS = ("tool", "server", "outcome")
 
 
 class _Durations:
-    __slots__ = ("buckets", "total")
+    __slots__ = ("buckets", "count", "total")
 
     def __init__(self, size: int) -> None:
         self.buckets = [0] * size  # per bucket, not cumulative; the last one is +Inf
+        self.count = 0
         self.total = 0.0
 
 
@@ -37,15 +38,19 @@ class CallMetrics(Collector):
         self.name = name
         self.description = description
         self.boundaries = list(boundaries)
-        self.counts: dict[CallKey, int] = {}
         self._durations: dict[CallKey, _Durations] = {}
 
+    @property
+    def counts(self) -> dict[CallKey, int]:
+        """Calls so far per key (read at scrape time; a call updates only its _Durations)."""
+        return {key: durations.count for key, durations in list(self._durations.items())}
+
     def record(self, key: CallKey, seconds: float) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
         durations = self._durations.get(key)
         if durations is None:
             durations = self._durations[key] = _Durations(len(self.boundaries) + 1)
         durations.buckets[bisect_left(self.boundaries, seconds)] += 1
+        durations.count += 1
         durations.total += seconds
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
@@ -61,4 +66,4 @@ class CallMetrics(Collector):
 
     def snapshot(self) -> list[tuple[CallKey, int, list[int]]]:
         """Every key's count and per-bucket durations so far (copies), for heartbeats."""
-        return [(key, self.counts.get(key, 0), list(d.buckets)) for key, d in list(self._durations.items())]
+        return [(key, d.count, list(d.buckets)) for key, d in list(self._durations.items())]
