@@ -12,8 +12,9 @@ measures, then prints one table per topology:
 - whether each replica's /readyz said `degraded` while there was no master, and how long after
   the promotion it said `ok` again;
 - 2025-11-25 sessions opened before the failover that still work after it, including sessions
-  whose records the promoted node lacks (deleted from it right after the promotion: the effect
-  of a write that was acknowledged by the old master and never replicated);
+  whose records the promoted node lacks (on Sentinel deleted from the replica between the kill
+  and its promotion, on the cluster right after the promotion: the effect of a write that was
+  acknowledged by the old master and never replicated);
 - how long a tool blocked after the failover takes to vanish from both replicas' tools/list,
   and how long a backend's new tool takes to appear on both;
 - the worker's fencing tokens, which must never go backwards.
@@ -186,11 +187,26 @@ async def _until(check: Callable[[list[set[str]]], bool], cluster: LocalCluster,
     return time.monotonic() - start
 
 
-def _kill_master(topology: SentinelTopology | RedisClusterTopology) -> int:
-    """SIGKILL the master (on a cluster, the one holding the control plane's keys); its port."""
+def _kill_master(topology: SentinelTopology | RedisClusterTopology, lost: list[bytes]) -> tuple[int, int]:
+    """SIGKILL the master (on a cluster, the one holding the control plane's keys); its port, and
+    how many of `lost` the replica about to be promoted lost.
+
+    On Sentinel the replica loses them between the kill and its promotion (a write on a replica
+    stays local): exactly a write the old master acknowledged and never replicated, and before
+    any gateway replica can see the new master. A cluster replica takes no writes, so there the
+    keys are deleted once the new master serves (`_forget`)."""
     if isinstance(topology, SentinelTopology):
-        return topology.kill_master()
-    return topology.kill_master_with_replica(holding="{mcpagg}:leader")
+        master = topology.master_port()
+        replica = redis.Redis(port=next(port for port in topology.nodes if port != master))
+        try:
+            replica.config_set("replica-read-only", "no")
+            port = topology.kill_master()
+            deleted = sum(int(replica.delete(key)) for key in lost)
+            replica.config_set("replica-read-only", "yes")
+        finally:
+            replica.close()
+        return port, deleted
+    return topology.kill_master_with_replica(holding="{mcpagg}:leader"), 0
 
 
 def _on_master(topology: SentinelTopology | RedisClusterTopology, work: Callable[[Any], Any]) -> Any:
@@ -242,10 +258,10 @@ async def _scenario(topology: SentinelTopology | RedisClusterTopology, report: F
                 tasks = [asyncio.create_task(traffic.run()), asyncio.create_task(readiness.run())]
                 await asyncio.sleep(2.0)
                 killed_at = time.monotonic()
-                old = await asyncio.to_thread(_kill_master, topology)
+                old, lost = await asyncio.to_thread(_kill_master, topology, held[:LOST_SESSIONS])
                 report.promotion_s = await asyncio.to_thread(topology.wait_for_promotion, old)
                 promoted_at = killed_at + report.promotion_s
-                report.sessions_lost_by_redis = await asyncio.to_thread(
+                report.sessions_lost_by_redis = lost or await asyncio.to_thread(
                     _on_master, topology, lambda client: sum(client.delete(key) for key in held[:LOST_SESSIONS])
                 )
                 await asyncio.sleep(5.5)  # readiness settles; load keeps running
