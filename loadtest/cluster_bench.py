@@ -18,7 +18,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import aiohttp
+import httpx
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,16 +47,16 @@ def measure(cluster: LocalCluster, url: str, tool: str, replicas: list[int], arg
     return {"wrk": result, "cpu_us": used / per_call * 1e6, "redis_per_call": (calls1 - calls0 - 1) / per_call}
 
 
-async def rpc(http: aiohttp.ClientSession, url: str, method: str, params: dict, name: str | None = None) -> dict:
+async def rpc(http: httpx.AsyncClient, url: str, method: str, params: dict, name: str | None = None) -> dict:
     headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": MODERN, "mcp-method": method}
     if name:
         headers["mcp-name"] = name
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": META}}
-    async with http.post(url, json=body, headers=headers) as response:
-        return await response.json()
+    response = await http.post(url, json=body, headers=headers)
+    return dict(response.json())
 
 
-async def call(http: aiohttp.ClientSession, url: str, tool: str, arguments: dict) -> dict:
+async def call(http: httpx.AsyncClient, url: str, tool: str, arguments: dict) -> dict:
     return await rpc(http, url, "tools/call", {"name": tool, "arguments": arguments}, tool)
 
 
@@ -64,7 +64,7 @@ async def propagation(cluster: LocalCluster, backend_url: str, changes: int) -> 
     """Seconds from a backend's tools/list change until every replica lists the new tool."""
     latencies = []
     replicas = [f"{cluster.replica_url(i)}/mcp" for i in range(cluster.replicas)]
-    async with aiohttp.ClientSession() as http:
+    async with httpx.AsyncClient(timeout=10) as http:
 
         async def until_listed(url: str, exposed: str) -> float:
             while True:

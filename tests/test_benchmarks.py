@@ -53,3 +53,15 @@ def test_hop_benchmark_smoke_run_measures_every_path() -> None:
     }
     assert all(line.split("|")[7].strip() == "0" for line in table), table  # the errors column
     assert "gateway CPU per forwarded call at 16 connections <= 100 µs: **" in result.stdout
+
+
+def test_cluster_benchmark_smoke_run() -> None:
+    result = subprocess.run(
+        [sys.executable, "loadtest/cluster_bench.py", "--duration", "1", "--rounds", "1", "--changes", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "| 2 replicas |" in result.stdout and "List-change propagation (3 changes" in result.stdout
