@@ -63,7 +63,7 @@ class Forwarder:
         for key in ("inputResponses", "requestState"):
             params.pop(key, None)
         sink = RelaySink(ctx, queue_asks=True)
-        task = asyncio.ensure_future(conn.request(method, params, sink=sink, client_meta=ctx.meta))
+        task = asyncio.create_task(conn.request(method, params, sink=sink, client_meta=ctx.meta))
         return await self.broker.run(ctx, task, sink, binding)
 
     async def _forward_direct(self, ctx: CallContext, conn: BackendConnection, method: str, params: Params) -> Message:

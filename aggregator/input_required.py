@@ -147,26 +147,21 @@ class InputBroker:
         return await self._wait(subject, call)
 
     async def _wait(self, subject: str | None, call: _Suspended) -> Message | Raw:
+        """Until the backend answers (its response) or asks something new (the client is asked)."""
         asks = call.sink.asks
         assert asks is not None
-        waiter: asyncio.Task[Ask] | None = None
         try:
             while not call.asks or all(a.future.done() for a in call.asks.values()):
-                waiter = asyncio.ensure_future(asks.get())
-                done, _ = await asyncio.wait({call.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if call.task in done:
+                if not asks and not call.task.done():
+                    await _either(call.task, call.sink)
+                if call.task.done():
                     return call.task.result()
-                ask = waiter.result()
-                waiter = None
-                call.asks[f"gw-{next(self._keys)}"] = ask
-                while not asks.empty():
-                    call.asks[f"gw-{next(self._keys)}"] = asks.get_nowait()
+                for ask in asks:
+                    call.asks[f"gw-{next(self._keys)}"] = ask
+                asks.clear()
         except BaseException:
             call.task.cancel()
             raise
-        finally:
-            if waiter is not None:
-                waiter.cancel()
         return await self._suspend(subject, call)
 
     async def _suspend(self, subject: str | None, call: _Suspended) -> Raw:
@@ -198,6 +193,24 @@ class InputBroker:
             if call.expiry is not None:
                 call.expiry.cancel()
         self._calls.clear()
+
+
+async def _either(task: asyncio.Task[Message], sink: RelaySink) -> None:
+    """Wait for the task to end or the sink to receive a question: one future, no helper task
+    (this is every 2026-07-28 client's call to an older backend, the common case answering at once)."""
+    wake = asyncio.get_running_loop().create_future()
+
+    def rouse(_: object = None) -> None:
+        if not wake.done():
+            wake.set_result(None)
+
+    task.add_done_callback(rouse)
+    sink.on_ask = rouse
+    try:
+        await wake
+    finally:
+        task.remove_done_callback(rouse)
+        sink.on_ask = None
 
 
 def _abandon(call: _Suspended, reason: str) -> None:

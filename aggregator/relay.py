@@ -10,6 +10,7 @@ the capability is never asked: the backend gets an error instead.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from msgspec import Raw
 
@@ -34,10 +35,14 @@ class Ask:
 
 
 class RelaySink:
+    """`queue_asks`: a 2026-07-28 client's call; the backend's questions are held in `asks` for
+    its MRTR round trip, and `on_ask` (set by whoever waits on the call) is called as each arrives."""
+
     def __init__(self, ctx: CallContext, *, queue_asks: bool = False) -> None:
         self.ctx = ctx
         self.wants_progress = ctx.progress_token is not None
-        self.asks: asyncio.Queue[Ask] | None = asyncio.Queue() if queue_asks else None
+        self.asks: list[Ask] | None = [] if queue_asks else None
+        self.on_ask: Callable[[], object] | None = None
 
     async def notify(self, method: str, params: Params) -> None:
         ctx = self.ctx
@@ -63,7 +68,9 @@ class RelaySink:
             )
         if self.asks is not None:
             ask = Ask(method, params)
-            self.asks.put_nowait(ask)
+            self.asks.append(ask)
+            if self.on_ask is not None:
+                self.on_ask()
             return await ask.future
         if ctx.channel is None:
             raise MissingClientCapability(f"the calling client has no stream open to receive {method}")
