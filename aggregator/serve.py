@@ -1,4 +1,4 @@
-"""Running the gateway: uvicorn for the HTTP transports, or the stdio loop.
+"""Running the gateway: uvicorn's server with the gateway's own HTTP connections, or the stdio loop.
 
 SIGTERM, and SIGINT (Ctrl-C) alike, stop accepting connections, end open streams, let
 in-flight requests finish for `shutdownGrace` seconds, then close backend connections and
@@ -19,7 +19,7 @@ from types import FrameType
 import uvicorn
 
 from aggregator.app import GatewayApp
-from aggregator.http_limits import bounded_protocol
+from aggregator.http_connection import connection_class
 from shared.config import Config
 from shared.crypto import ENV_VAR as TOKEN_KEY_VARIABLE
 from shared.crypto import TokenCipher, TokenKeyInvalid
@@ -83,8 +83,9 @@ async def _serve(config: Config, args: argparse.Namespace, stores: Stores) -> in
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http=bounded_protocol(settings),  # httptools, with header/body deadlines and a header size limit
+        http=connection_class(settings),  # the gateway's own connections: bounded, one write per response
         ws="none",  # the gateway serves no WebSocket: upgrade requests stay plain HTTP requests
+        server_header=False,
         lifespan="on",
         access_log=False,
         log_config=None,
