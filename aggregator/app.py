@@ -21,7 +21,7 @@ from aggregator.admin import admin_routes
 from aggregator.auth.resource_server import BearerAuth, JwtVerifier, issuer_keys, protected_resource_metadata
 from aggregator.console import Console
 from aggregator.gateway import Gateway
-from aggregator.middleware import check_host_and_origin
+from aggregator.middleware import RequestGuard
 from aggregator.transport.http_common import ASGIApp, Receive, Scope, Send, send_error
 from aggregator.transport.legacy_sse import LegacySseEndpoints
 from aggregator.transport.streamable_http import StreamableHttpEndpoint
@@ -81,10 +81,16 @@ class GatewayApp:
         if any(spec.auth is not None for spec in config.mcp_servers):
             routes.append(Route("/oauth/callback", self._oauth_callback, methods=["GET"]))
         self._starlette = Starlette(routes=routes, lifespan=self._lifespan)
-        self._app = check_host_and_origin(inner, settings)
+        self._inner = inner
+        self._guard = RequestGuard(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
+        if scope["type"] == "http":
+            refused = self._guard.refusal(scope["headers"])
+            if refused is not None:
+                await send_error(send, refused.error, status=refused.status)
+                return
+        await self._inner(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections import deque
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote
@@ -109,7 +108,7 @@ class HttpConnection(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.current: Exchange | None = None  # the request being answered
         self.incoming: Exchange | None = None  # the request being read (the same one, unless pipelined)
-        self.queued: deque[Exchange] = deque()  # pipelined requests waiting for their turn
+        self.queued: list[Exchange] = []  # pipelined requests waiting for their turn (a deque is 700 bytes more)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect = False
@@ -272,6 +271,12 @@ class HttpConnection(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.close()
 
+    def streaming(self) -> None:
+        """A long response began (a stream): no deadline until it ends, so no timer held meanwhile."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def pause_reading(self) -> None:
         if not self.read_paused:
             self.read_paused = True
@@ -311,7 +316,7 @@ class HttpConnection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         if self.queued:
-            self._start(self.queued.popleft())
+            self._start(self.queued.pop(0))
         elif self._reading is _Reading.DONE:
             self._reading = _Reading.IDLE
             self._expect_by(self.settings.keep_alive_timeout, _Reading.IDLE)

@@ -1,38 +1,54 @@
-"""Plain ASGI middleware that keeps web pages from driving a gateway: Host and Origin checks.
+"""The checks that keep web pages from driving a gateway: Host and Origin.
 
 DNS rebinding points a page's own host name (evil.example) at 127.0.0.1. The browser then sends
 `Host: evil.example` and, on same-origin GETs, no Origin at all, so HostCheck refuses host names
 a loopback-bound gateway does not answer to; OriginCheck refuses cross-site requests from pages
 whose origin is not allowed. Requests without Origin (non-browser clients) or without Host
-(HTTP/1.0; browsers always send one) pass. Lifespan and other non-HTTP scopes pass untouched.
+(HTTP/1.0; browsers always send one) pass. The app runs RequestGuard first on every HTTP request.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from aggregator.transport.http_common import ASGIApp, Receive, Scope, Send, send_error
 from shared.config import AggregatorSettings
 from shared.protocol.errors import InvalidRequest
 
-__all__ = ["HostCheck", "OriginCheck", "check_host_and_origin"]
+__all__ = ["HostCheck", "OriginCheck", "Refusal", "RequestGuard"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
-def check_host_and_origin(app: ASGIApp, settings: AggregatorSettings) -> ASGIApp:
-    """`app` behind both checks, configured from the aggregator settings."""
-    origin_check = OriginCheck(app, settings.allowed_origins)
-    return HostCheck(origin_check, bind_host=settings.host, allowed=settings.allowed_hosts)
+class Refusal(NamedTuple):
+    status: int
+    error: InvalidRequest
+
+
+class RequestGuard:
+    """Both checks over one pass of the headers; the app calls it before anything else (no ASGI layer)."""
+
+    def __init__(self, settings: AggregatorSettings) -> None:
+        self.hosts = HostCheck(bind_host=settings.host, allowed=settings.allowed_hosts)
+        self.origins = OriginCheck(settings.allowed_origins)
+
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> Refusal | None:
+        hosts: list[bytes] = []
+        origins: list[bytes] = []
+        for name, value in headers:
+            if name == b"host":
+                hosts.append(value)
+            elif name == b"origin":
+                origins.append(value)
+        return self.hosts.refusal(hosts) or self.origins.refusal(origins)
 
 
 class HostCheck:
     """Loopback binds answer only loopback host names and aggregator.allowedHosts; others any, unless listed."""
 
-    def __init__(self, app: ASGIApp, *, bind_host: str, allowed: tuple[str, ...]) -> None:
-        self.app = app
+    def __init__(self, *, bind_host: str, allowed: tuple[str, ...]) -> None:
         self.bind_host = bind_host
         names = {_allowed_name(entry) for entry in allowed}
         self.any_host = "*" in names or (not names and not _is_loopback(bind_host.strip("[]").lower()))
@@ -53,33 +69,28 @@ class HostCheck:
             self._verdicts[raw] = verdict
         return verdict
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            values = [value for name, value in scope["headers"] if name == b"host"]
-            if len(values) > 1:
-                # RFC 9112 section 3.2: a request with more than one Host header gets 400.
-                await send_error(send, InvalidRequest("The request has more than one Host header; send one"))
-                return
-            host = self._refused(values[0]) if values else None
-            if host is not None:
-                # 421 Misdirected Request: this server does not answer for that host name (403 is for Origin).
-                await send_error(
-                    send,
-                    InvalidRequest(
-                        f"Host {host!r} is not served by this gateway (bound to {self.bind_host}); "
-                        "if clients reach it under that name, add it to aggregator.allowedHosts"
-                    ),
-                    status=421,
-                )
-                return
-        await self.app(scope, receive, send)
+    def refusal(self, values: list[bytes]) -> Refusal | None:
+        """What a request with these Host header values gets instead of an answer, if anything."""
+        if len(values) > 1:
+            # RFC 9112 section 3.2: a request with more than one Host header gets 400.
+            return Refusal(400, InvalidRequest("The request has more than one Host header; send one"))
+        host = self._refused(values[0]) if values else None
+        if host is None:
+            return None
+        # 421 Misdirected Request: this server does not answer for that host name (403 is for Origin).
+        return Refusal(
+            421,
+            InvalidRequest(
+                f"Host {host!r} is not served by this gateway (bound to {self.bind_host}); "
+                "if clients reach it under that name, add it to aggregator.allowedHosts"
+            ),
+        )
 
 
 class OriginCheck:
     """Browser origins other than loopback must be listed in aggregator.allowedOrigins ("*" allows any)."""
 
-    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
-        self.app = app
+    def __init__(self, allowed: tuple[str, ...]) -> None:
         self.allowed = {origin.rstrip("/").lower() for origin in allowed}
 
     def permits(self, origin: str) -> bool:
@@ -88,23 +99,14 @@ class OriginCheck:
             return True
         return urlsplit(origin).hostname in _LOOPBACK
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            values = [value for name, value in scope["headers"] if name == b"origin"]
-            if len(values) > 1:
-                await send_error(
-                    send, InvalidRequest("The request has more than one Origin header; send one"), status=403
-                )
-                return
-            origin = values[0].decode("latin-1") if values else None
-            if origin is not None and not self.permits(origin):
-                await send_error(
-                    send,
-                    InvalidRequest(f"Origin {origin!r} is not allowed; add it to aggregator.allowedOrigins"),
-                    status=403,
-                )
-                return
-        await self.app(scope, receive, send)
+    def refusal(self, values: list[bytes]) -> Refusal | None:
+        """What a request with these Origin header values gets instead of an answer, if anything."""
+        if len(values) > 1:
+            return Refusal(403, InvalidRequest("The request has more than one Origin header; send one"))
+        origin = values[0].decode("latin-1") if values else None
+        if origin is None or self.permits(origin):
+            return None
+        return Refusal(403, InvalidRequest(f"Origin {origin!r} is not allowed; add it to aggregator.allowedOrigins"))
 
 
 def _host_name(value: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 from msgspec import UNSET, Raw
 
@@ -25,25 +26,41 @@ __all__ = ["Listener", "NotificationHub"]
 log = logging.getLogger("aggregator.notifications")
 
 _QUEUE_LIMIT = 1000
+KEEPALIVE = 15.0
+"""Seconds between the hub's ticks: each open stream then sends a comment line, so proxies keep it open."""
+ALL_KINDS = frozenset({"tools", "prompts", "resources"})
+_NO_URIS: frozenset[str] = frozenset()
 
 
 class Listener:
     """One open client stream and what it asked to hear about."""
 
+    __slots__ = (
+        "_messages",
+        "_tick",
+        "_wake",
+        "closed",
+        "kinds",
+        "on_overflow",
+        "session_id",
+        "subject",
+        "subscription_id",
+        "uris",
+    )
+
     def __init__(
         self,
         *,
-        kinds: set[str],
-        uris: set[str] | None = None,
+        kinds: AbstractSet[str],
+        uris: AbstractSet[str] | None = None,
         subscription_id: Raw | None = None,
         session_id: str | None = None,
         subject: str | None = None,
         on_overflow: Callable[[], None] | None = None,
     ) -> None:
         self.kinds = kinds
-        self.subject = subject
-        """Whose stream it is, when clients are authenticated: one user's list changes reach only theirs."""
-        self.uris = uris if uris is not None else set()
+        self.subject = subject  # whose stream, when clients are authenticated: list changes reach only theirs
+        self.uris = uris or _NO_URIS  # replaced, never changed in place: streams share the empty one
         self.subscription_id = subscription_id
         self.session_id = session_id
         self.on_overflow = on_overflow
@@ -52,6 +69,7 @@ class Listener:
         # one, and a queue with its getter/putter deques costs several times as much.
         self._messages: list[bytes] = []
         self._wake: asyncio.Future[None] | None = None
+        self._tick = False
 
     def deliver(self, method: str, params: dict[str, object] | None = None) -> None:
         body: dict[str, object] = dict(params or {})
@@ -82,33 +100,52 @@ class Listener:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def next(self, timeout: float | None = None) -> bytes | None:
-        """The next message; None when the listener is closed, `wake` was called or `timeout` passed."""
-        if not self._messages and not self.closed:
-            loop = asyncio.get_running_loop()
-            self._wake = wake = loop.create_future()
-            timer = loop.call_later(timeout, self.wake) if timeout is not None else None
+    def tick(self) -> None:
+        """The hub's keepalive tick: a waiting `next` returns b""."""
+        self._tick = True
+        self.wake()
+
+    async def next(self) -> bytes | None:
+        """The next message; b"" on the hub's keepalive tick; None when closed or woken by `wake`."""
+        if not self._messages and not self.closed and not self._tick:
+            self._wake = wake = asyncio.get_running_loop().create_future()
             try:
                 await wake
             finally:
                 self._wake = None
-                if timer is not None:
-                    timer.cancel()
-        if self.closed or not self._messages:
+        if self.closed:
             return None
-        return self._messages.pop(0)
+        if self._messages:
+            return self._messages.pop(0)
+        if self._tick:
+            self._tick = False
+            return b""
+        return None
 
 
 class NotificationHub:
-    def __init__(self, *, max_streams: int) -> None:
+    """`keepalive`: seconds between ticks to every open stream (one timer for all of them)."""
+
+    def __init__(self, *, max_streams: int, keepalive: float = KEEPALIVE) -> None:
         self.max_streams = max_streams
+        self.keepalive = keepalive
         self._listeners: set[Listener] = set()
+        self._ticker: asyncio.TimerHandle | None = None
 
     def add(self, listener: Listener) -> None:
         """Deliver to `listener` from now on; TooManyStreams once `max_streams` are open."""
         if len(self._listeners) >= self.max_streams:
             raise TooManyStreams(self.max_streams)
         self._listeners.add(listener)
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(self.keepalive, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        for listener in self._listeners:
+            listener.tick()
+        if self._listeners:
+            self._ticker = asyncio.get_running_loop().call_later(self.keepalive, self._tick)
 
     def remove(self, listener: Listener) -> None:
         self._listeners.discard(listener)
@@ -118,6 +155,9 @@ class NotificationHub:
         """End every stream (the gateway is stopping)."""
         for listener in list(self._listeners):
             self.remove(listener)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
 
     def __len__(self) -> int:
         return len(self._listeners)

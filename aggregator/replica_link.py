@@ -18,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from aggregator.notifications import Listener, NotificationHub
+from aggregator.notifications import ALL_KINDS, Listener, NotificationHub
 from aggregator.protocol.sessions import SessionManager
 from shared.retry import backoff_delay
 from shared.store.protocols import MessageBus
@@ -196,9 +196,7 @@ class SessionStreams:
         previous = self._streams.get(session_id)
         if previous is not None:
             self.close(previous)
-        listener = Listener(
-            kinds={"tools", "prompts", "resources"}, uris=set(subscriptions), session_id=session_id, subject=subject
-        )
+        listener = Listener(kinds=ALL_KINDS, uris=set(subscriptions), session_id=session_id, subject=subject)
         self.hub.add(listener)
         self._streams[session_id] = listener
         return listener
@@ -238,8 +236,7 @@ class SessionStreams:
     def _set_uris(self, session_id: str, uris: Iterable[str]) -> None:
         listener = self._streams.get(session_id)
         if listener is not None:
-            listener.uris.clear()
-            listener.uris.update(uris)
+            listener.uris = set(uris)
 
     def _on_session(self, message: LinkMessage) -> None:
         listener = self._streams.get(message.session or "")

@@ -73,8 +73,9 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def served(**settings: Any) -> AsyncIterator[Served]:
-    config = uvicorn.Config(app, lifespan="off", proxy_headers=False, log_config=None)
+async def served(asgi: Any = app, **settings: Any) -> AsyncIterator[Served]:
+    """`asgi` served on a free loopback port by HttpConnection, `settings` its AggregatorSettings."""
+    config = uvicorn.Config(asgi, lifespan="off", proxy_headers=False, log_config=None)
     state = ServerState()
     protocol = connection_class(AggregatorSettings(**settings))
     loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from aggregator.middleware import HostCheck, OriginCheck
+from aggregator.transport.http_common import send_error
 from tests.gateway_process import GatewayProcess, run_gateway
 
 Headers = list[tuple[bytes, bytes]]
@@ -18,6 +19,19 @@ Headers = list[tuple[bytes, bytes]]
 async def _ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"ok"})
+
+
+def guarded(check: HostCheck | OriginCheck, header: bytes) -> Any:
+    """An ASGI app answering 200 unless `check` refuses the request's `header` values, as GatewayApp does."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        refused = check.refusal([value for name, value in scope["headers"] if name == header])
+        if refused is not None:
+            await send_error(send, refused.error, status=refused.status)
+        else:
+            await _ok(scope, receive, send)
+
+    return app
 
 
 async def call(app: Any, headers: Headers, *, http_version: str = "1.1") -> tuple[int, dict[str, Any]]:
@@ -36,8 +50,8 @@ async def call(app: Any, headers: Headers, *, http_version: str = "1.1") -> tupl
     return sent[0]["status"], json.loads(body) if body != b"ok" else {}
 
 
-def host_check(bind: str = "127.0.0.1", allowed: tuple[str, ...] = ()) -> HostCheck:
-    return HostCheck(_ok, bind_host=bind, allowed=allowed)
+def host_check(bind: str = "127.0.0.1", allowed: tuple[str, ...] = ()) -> Any:
+    return guarded(HostCheck(bind_host=bind, allowed=allowed), b"host")
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
@@ -93,7 +107,7 @@ async def test_missing_host_passes_because_browsers_always_send_one() -> None:
 
 
 async def test_duplicate_origin_is_refused_even_when_both_are_allowed() -> None:
-    app = OriginCheck(_ok, ())
+    app = guarded(OriginCheck(()), b"origin")
     status, body = await call(app, [(b"origin", b"http://localhost"), (b"origin", b"http://localhost")])
     assert status == 403
     assert "more than one Origin header" in body["error"]["message"]
@@ -101,7 +115,7 @@ async def test_duplicate_origin_is_refused_even_when_both_are_allowed() -> None:
 
 
 async def test_foreign_origin_is_refused() -> None:
-    status, body = await call(OriginCheck(_ok, ()), [(b"origin", b"http://evil.example")])
+    status, body = await call(guarded(OriginCheck(()), b"origin"), [(b"origin", b"http://evil.example")])
     assert status == 403
     assert "aggregator.allowedOrigins" in body["error"]["message"]
 

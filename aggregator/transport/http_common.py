@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from shared.protocol.errors import GatewayError, InvalidRequest, http_status
@@ -46,14 +47,22 @@ class ClientGone(Exception):
     """The client disconnected while its request body was arriving."""
 
 
-def header_map(scope: Scope) -> tuple[dict[str, str], set[str]]:
+_NAMES: dict[bytes, str] = {}  # header names seen, decoded once and shared by every request
+_NONE_REPEATED: frozenset[str] = frozenset()
+
+
+def header_map(scope: Scope) -> tuple[dict[str, str], AbstractSet[str]]:
     """Headers by lower-case name (first value wins) and the names that appeared more than once."""
     headers: dict[str, str] = {}
-    repeated: set[str] = set()
+    repeated: AbstractSet[str] = _NONE_REPEATED
     for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
+        name = _NAMES.get(raw_name)
+        if name is None:
+            name = raw_name.decode("latin-1").lower()
+            if len(_NAMES) < 512:  # clients choose names: remember only the first few hundred
+                _NAMES[raw_name] = name
         if name in headers:
-            repeated.add(name)
+            repeated = {*repeated, name}
             continue
         headers[name] = raw_value.decode("latin-1")
     return headers, repeated

@@ -159,7 +159,8 @@ class StdioServer:
         async def pump() -> None:
             try:
                 while (message := await listener.next()) is not None:
-                    self.write(message)
+                    if message:  # not the hub's keepalive tick
+                        self.write(message)
             finally:
                 close(listener)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Set  # read-only: header_map shares one empty set
 
 from msgspec import Raw
 
@@ -98,7 +99,7 @@ class StreamableHttpEndpoint:
     # -- POST ---------------------------------------------------------------------------------
 
     async def _post(
-        self, receive: Receive, send: Send, headers: dict[str, str], repeated: set[str], principal: Principal | None
+        self, receive: Receive, send: Send, headers: dict[str, str], repeated: Set[str], principal: Principal | None
     ) -> None:
         content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
@@ -143,7 +144,7 @@ class StreamableHttpEndpoint:
         receive: Receive,
         send: Send,
         headers: dict[str, str],
-        repeated: set[str],
+        repeated: Set[str],
         message: Message,
         wants_sse: bool,
         principal: Principal | None,
