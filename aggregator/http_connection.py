@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote
@@ -305,11 +306,16 @@ class HttpConnection(asyncio.Protocol):
 
     # internals
 
-    def _start(self, exchange: Exchange) -> None:
-        self.current = exchange
-        task = self.loop.create_task(exchange.run(self.app))
+    def run(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task serving this connection, which a graceful shutdown waits for."""
+        task = self.loop.create_task(work)
         self.server_state.tasks.add(task)
         task.add_done_callback(self.server_state.tasks.discard)
+        return task
+
+    def _start(self, exchange: Exchange) -> None:
+        self.current = exchange
+        self.run(exchange.run(self.app))
 
     def _after_response(self) -> None:
         self.current = None

@@ -41,10 +41,12 @@ def streaming_app(hub: NotificationHub, ends: list[StreamEnd]) -> Any:
         await receive()  # the (empty) body
         listener = Listener(kinds=ALL_KINDS)
         hub.add(listener)
-        try:
-            ends.append(await pump(receive, send, listener, asyncio.Event()))
-        finally:
+
+        async def ended(how: StreamEnd) -> None:
             hub.remove(listener)
+            ends.append(how)
+
+        await pump(receive, send, listener, asyncio.Event(), ended=ended)
 
     return asgi
 

@@ -4,14 +4,17 @@ Used by the 2025-11-25 GET stream, 2026-07-28 `subscriptions/listen` and the leg
 stream. The pump ends when the client leaves, when the listener is closed (replaced, or fell
 too far behind) or when the gateway stops (it closes every listener); a comment line every
 `KEEPALIVE` seconds (the hub's tick) keeps proxies from timing the stream out. Under the
-gateway's own server an idle stream holds its request's task and one future, and learns of its
-client leaving from the connection (no second task waiting in `receive`): thousands stay cheap.
+gateway's own server an open stream is one task with one frame and one future, apart from its
+connection: the request's handlers have returned, and the connection tells it when its client
+leaves (no second task waiting in `receive`). Thousands stay cheap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+from collections.abc import Callable
 from enum import Enum
 
 from aggregator.http_exchange import exchange_of
@@ -33,22 +36,44 @@ async def pump(
     listener: Listener,
     closing: asyncio.Event,
     *,
+    ended: Callable[[StreamEnd], object],
     headers: list[tuple[bytes, bytes]] | None = None,
     preamble: bytes = b"",
     farewell: bytes = b"",
-) -> StreamEnd:
-    """Stream `listener`'s messages until one side ends it, then end the response.
+) -> None:
+    """Stream `listener`'s messages until one side ends it, end the response, then call `ended`
+    (and await what it returns, if awaitable).
 
     `preamble` is written first (raw SSE bytes); `farewell` is a last message sent when the
-    gateway is stopping (a listen stream's final result).
+    gateway is stopping (a listen stream's final result). Under the gateway's own server the
+    stream is handed to a task of its own and this returns at once, so the request's handlers
+    and what they hold are freed while it stays open; elsewhere (an in-process client) it
+    streams before returning.
     """
     exchange = exchange_of(receive)
-    gone: asyncio.Future[None] | None = None
     if exchange is not None:
         exchange.on_disconnect = listener.wake
-    else:  # another server, or an in-process client: a task waits for the disconnect
-        gone = asyncio.ensure_future(wait_disconnect(receive))
-        gone.add_done_callback(lambda _: listener.wake())
+        stream = _stream(send, listener, closing, lambda: exchange.disconnected, headers, preamble, farewell, ended)
+        exchange.hand_over(stream)
+        return
+    gone = asyncio.ensure_future(wait_disconnect(receive))
+    gone.add_done_callback(lambda _: listener.wake())
+    try:
+        await _stream(send, listener, closing, gone.done, headers, preamble, farewell, ended)
+    finally:
+        gone.cancel()
+
+
+async def _stream(
+    send: Send,
+    listener: Listener,
+    closing: asyncio.Event,
+    gone: Callable[[], bool],
+    headers: list[tuple[bytes, bytes]] | None,
+    preamble: bytes,
+    farewell: bytes,
+    ended: Callable[[StreamEnd], object],
+) -> None:
     end = StreamEnd.CLOSED
     try:
         await start_sse(send, headers)
@@ -58,7 +83,7 @@ async def pump(
             message = await listener.next()
             if message:
                 await send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
-            elif exchange.disconnected if exchange is not None else gone is not None and gone.done():
+            elif gone():
                 end = StreamEnd.CLIENT_LEFT
                 break
             elif listener.closed:  # replaced, too far behind, or closed with every stream on stopping
@@ -66,12 +91,9 @@ async def pump(
                 break
             elif message is not None:  # the hub's keepalive tick
                 await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
-        return end
     finally:
-        if exchange is not None:
-            exchange.on_disconnect = None
-        if gone is not None:
-            gone.cancel()
         last = sse_event(farewell) if farewell and end is StreamEnd.GATEWAY_STOPPING else b""
         with contextlib.suppress(Exception):  # the client may be gone already
             await send({"type": "http.response.body", "body": last, "more_body": False})
+        if inspect.isawaitable(outcome := ended(end)):
+            await outcome

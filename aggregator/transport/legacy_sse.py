@@ -23,7 +23,7 @@ from aggregator.calls import session_call
 from aggregator.gateway import Gateway
 from aggregator.notifications import Listener
 from aggregator.replica_link import LinkMessage
-from aggregator.transport.event_stream import pump
+from aggregator.transport.event_stream import StreamEnd, pump
 from aggregator.transport.http_common import (
     BodyTooLarge,
     ClientGone,
@@ -86,19 +86,15 @@ class LegacySseEndpoints:
             return
         endpoint = f"{scope.get('root_path', '')}/message?session_id={session_id}"
         self._owners[session_id] = scope.get("auth")
-        try:
-            await pump(
-                receive,
-                send,
-                listener,
-                self.gateway.closing,
-                preamble=f"event: endpoint\ndata: {endpoint}\n\n".encode(),
-            )
-        finally:
+
+        async def ended(_: StreamEnd) -> None:
             streams.close(listener)
             self._owners.pop(session_id, None)
             with contextlib.suppress(Exception):  # best effort: the record also expires on its own
                 await self.gateway.sessions.delete(session_id)
+
+        preamble = f"event: endpoint\ndata: {endpoint}\n\n".encode()
+        await pump(receive, send, listener, self.gateway.closing, preamble=preamble, ended=ended)
 
     async def message(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /message?session_id=...: one JSON-RPC message for the stream it names."""

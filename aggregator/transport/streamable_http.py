@@ -350,10 +350,8 @@ class StreamableHttpEndpoint:
         listener.deliver("notifications/subscriptions/acknowledged", {"notifications": wanted.granted})
         done = {"resultType": "complete", "_meta": {v.SUBSCRIPTION_ID: request_id}}
         farewell = encode(ResultResponse(id=request_id, result=raw(done)))
-        try:
-            await pump(receive, send, listener, self.gateway.closing, farewell=farewell)
-        finally:
-            self.gateway.hub.remove(listener)
+        remove = self.gateway.hub.remove
+        await pump(receive, send, listener, self.gateway.closing, farewell=farewell, ended=lambda _: remove(listener))
 
     async def _get(self, receive: Receive, send: Send, headers: dict[str, str], principal: Principal | None) -> None:
         """2025-11-25: the session's stream for notifications unrelated to a request."""
@@ -380,10 +378,8 @@ class StreamableHttpEndpoint:
         except TooManyStreams as exc:
             await send_error(send, exc, status=503)
             return
-        try:
-            await pump(receive, send, listener, self.gateway.closing, headers=[(SESSION_HEADER, session_id.encode())])
-        finally:
-            self.streams.close(listener)
+        close, extra = self.streams.close, [(SESSION_HEADER, session_id.encode())]
+        await pump(receive, send, listener, self.gateway.closing, headers=extra, ended=lambda _: close(listener))
 
     async def _delete(self, send: Send, headers: dict[str, str], principal: Principal | None) -> None:
         session_id = headers.get("mcp-session-id")
