@@ -192,8 +192,6 @@ class HttpConnection(asyncio.Protocol):
         self._head_began = self._reading is not _Reading.HEAD
         self._reading = _Reading.HEAD
         self._head_bytes = 0
-        self._url = b""
-        self._headers = []
         self._expect = False
 
     def on_url(self, url: bytes) -> None:
@@ -226,6 +224,7 @@ class HttpConnection(asyncio.Protocol):
             "headers": self._headers,
             "state": self.app_state.copy(),
         }
+        self._url, self._headers = b"", []  # the scope has them now: a long stream's are its alone to free
         keep_alive = version != "1.0" and parser.should_keep_alive()
         exchange = Exchange(self, scope, keep_alive=keep_alive, expect_continue=self._expect)
         self.incoming = exchange

@@ -82,6 +82,7 @@ class Exchange:
         "conn",
         "disconnected",
         "handed_over",
+        "head_only",
         "keep_alive",
         "more_body",
         "on_disconnect",
@@ -107,6 +108,7 @@ class Exchange:
         self._waiter: asyncio.Future[None] | None = None
         self.on_disconnect: Callable[[], object] | None = None
         self.handed_over = False  # the response goes on in a task of its own (hand_over)
+        self.head_only = scope["method"] == "HEAD"
 
     # fed by the connection
 
@@ -166,6 +168,7 @@ class Exchange:
         (its body, params, headers, context; 3-5 KB) are freed while it stays open.
         """
         self.handed_over = True
+        self.scope = {"method": self.scope["method"], "path": self.scope["path"]}  # what log lines need
         self.conn.run(stream).add_done_callback(self._stream_ended)
 
     def _stream_ended(self, task: asyncio.Task[None]) -> None:
@@ -210,7 +213,7 @@ class Exchange:
             raise RuntimeError(f"unexpected {kind} after the response {state}")
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
-        if self.scope["method"] == "HEAD":
+        if self.head_only:
             body = b""
         elif self._chunked:
             body = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + (b"" if more else _LAST_CHUNK)
@@ -256,10 +259,10 @@ class Exchange:
             parts.append(b"connection: close\r\n")
         if length is not None:
             parts += (b"content-length: %d\r\n" % length, b"\r\n")
-            self._remaining = 0 if self.scope["method"] == "HEAD" else length
+            self._remaining = 0 if self.head_only else length
             self._head = b"".join(parts)
             return
-        if self.scope["method"] != "HEAD" and status not in _NO_BODY_STATUS:
+        if not self.head_only and status not in _NO_BODY_STATUS:
             self._chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
             self.conn.streaming()

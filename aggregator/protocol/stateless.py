@@ -85,7 +85,7 @@ def _check_headers(method: str, params: Params, version: str, headers: Mapping[s
 class ListenFilter:
     """What a `subscriptions/listen` request asked to hear about."""
 
-    kinds: set[str] = field(default_factory=set)
+    kinds: frozenset[str] = frozenset()
     uris: set[str] = field(default_factory=set)
     granted: dict[str, Any] = field(default_factory=dict)
     """The filter as acknowledged: the members the gateway honours, as the client sent them."""
@@ -105,7 +105,15 @@ def parse_listen_filter(params: Params) -> ListenFilter:
     granted = {key: value for key, value in wanted.items() if (key in _LIST_FLAGS or key == "resourceSubscriptions")}
     granted = {key: value for key, value in granted.items() if value}
     return ListenFilter(
-        kinds={kind for flag, kind in _LIST_FLAGS.items() if granted.get(flag)},
+        kinds=_interned(frozenset(kind for flag, kind in _LIST_FLAGS.items() if granted.get(flag))),
         uris=set(uris or ()),
         granted=granted,
     )
+
+
+_KIND_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _interned(kinds: frozenset[str]) -> frozenset[str]:
+    """One object per combination of list kinds (at most eight), shared by every listen stream."""
+    return _KIND_SETS.setdefault(kinds, kinds)
