@@ -331,6 +331,23 @@ async def test_cancelled_call_stops_and_the_gateway_carries_on(gateway: GatewayP
         assert text(await client.call_tool("x_beta_echo", {"text": "next"})) == "next"
 
 
+def test_a_2026_client_hanging_up_mid_call_ends_the_call_at_once(gateway: GatewayProcess) -> None:
+    """The connection tells the call its client left: it ends then, not when the backend answers."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    params = {"name": "x_beta_slow", "arguments": {"seconds": 5}, "_meta": meta}
+    headers = {"accept": "application/json", "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call"}
+    headers["mcp-name"] = "x_beta_slow"
+    request = {"jsonrpc": "2.0", "id": "gone", "method": "tools/call", "params": params}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 0.3 s and closes its connection
+        answer = httpx.post(gateway.url, json=request, headers=headers, timeout=0.3)
+        pytest.fail(f"answered before the call could end: {answer.status_code} {answer.text}")
+    hung_up = time.monotonic()
+    ended = 'mcp_tool_calls_total{outcome="error",server="beta",tool="x_beta_slow"}'
+    while ended not in httpx.get(f"{gateway.base}/metrics", timeout=5).text:
+        assert time.monotonic() - hung_up < 3, "the call ran on after its client left"
+        time.sleep(0.05)
+
+
 def test_pagination_walks_every_tool(gateway: GatewayProcess) -> None:
     everything, cursor, pages = [], None, 0
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
