@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -326,7 +327,7 @@ def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
             if (low, ROUTES[0]) in rows
             else ""
         )
-        + f". The gateway spends {min(ratio.values()):.0f}-{max(ratio.values()):.0f}x the CPU per call haproxy "
+        + f". The gateway spends {_span(ratio.values())}x the CPU per call haproxy "
         "spends in front of the same backend."
     )
     shares = {
@@ -350,6 +351,13 @@ def render(runs: list[Run], args: argparse.Namespace) -> tuple[str, bool]:
             f"First bad response: `{first.first_bad or 'socket error or timeout'}`"
         )
     return "\n".join(lines), clean
+
+
+def _span(values: Iterable[float]) -> str:
+    """`4-5`, or `5` when the extremes round alike."""
+    numbers = list(values)
+    low, high = f"{min(numbers):.0f}", f"{max(numbers):.0f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def command(args: argparse.Namespace) -> str:
