@@ -9,6 +9,7 @@ one clear line and exit status 1.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -38,6 +39,13 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
         super().__init__(config)
         self.gateway_app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # What start built (modules, the catalog, connections) lives as long as the process: kept
+        # out of the collector's generations, each later collection scans only what came after.
+        # Measured: a list change at 5,000 tools p50 7.5-7.9 -> 5.9-6.3 ms (loadtest/scale.py).
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.gateway_app.gateway is not None:
