@@ -169,10 +169,14 @@ class Gateway:
             await asyncio.sleep(0.05)
         log.warning("some backends did not answer within %.0fs; they will join when they do", _READY_WAIT)
 
-    async def stop(self) -> None:
-        """Stop background work, end open streams, close backend connections and child processes."""
+    def end_streams(self) -> None:
+        """Shutdown has begun: every open stream sends its last event and ends."""
         self.closing.set()
         self.hub.close_all()
+
+    async def stop(self) -> None:
+        """Stop background work, end open streams, close backend connections and child processes."""
+        self.end_streams()
         for task in self._tasks:
             task.cancel()
         if self._tasks:

@@ -9,6 +9,7 @@ one clear line and exit status 1.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import os
@@ -39,8 +40,10 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
         super().__init__(config)
         self.gateway_app = app
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
         # What start built (modules, the catalog, connections) lives as long as the process: kept
         # out of the collector's generations, each later collection scans only what came after.
@@ -48,8 +51,10 @@ class _Server(uvicorn.Server):
         gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.gateway_app.gateway is not None:
-            self.gateway_app.gateway.closing.set()
+        gateway = self.gateway_app.gateway
+        if gateway is not None and self.loop is not None:
+            # In a signal handler: the loop ends the open streams (each sends its last event), at once.
+            self.loop.call_soon_threadsafe(gateway.end_streams)
         super().handle_exit(sig, frame)
         if sig in (signal.SIGTERM, signal.SIGINT):
             # The orderly stop (Kubernetes, systemd, Ctrl-C): finish and exit 0, not by re-raising

@@ -218,3 +218,35 @@ def test_sigterm_lets_the_call_in_flight_finish() -> None:
     assert "error" not in outcome, outcome
     assert outcome["reply"]["result"]["content"][0]["text"] == "slept 1.5"  # type: ignore[index]
     assert time.monotonic() - started < 10
+
+
+def test_sigterm_ends_open_streams_at_once_with_their_final_result() -> None:
+    import threading
+
+    with run_gateway({"mcpServers": []}) as gateway:
+        listen = {"jsonrpc": "2.0", "id": "watch", "method": "subscriptions/listen"}
+        listen["params"] = {"notifications": {"toolsListChanged": True}, "_meta": META}
+        headers = {
+            "accept": "application/json, text/event-stream",
+            "mcp-protocol-version": "2026-07-28",
+            "mcp-method": "subscriptions/listen",
+        }
+        received: list[bytes] = []
+        opened = threading.Event()
+
+        def follow() -> None:
+            with httpx.stream("POST", gateway.url, json=listen, headers=headers, timeout=30) as response:
+                for chunk in response.iter_bytes():
+                    received.append(chunk)
+                    opened.set()
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+        assert opened.wait(10)
+        started = time.monotonic()
+        assert gateway.stop(signal.SIGTERM) == 0
+        follower.join(10)
+        stopped = time.monotonic() - started
+    stream = b"".join(received)
+    assert b'"resultType":"complete"' in stream and b'"id":"watch"' in stream  # the listen's final result
+    assert stopped < 5, f"SIGTERM took {stopped:.1f}s with a stream open (shutdownGrace is 10s)"
