@@ -22,6 +22,10 @@ again until it.
 
 Requests pipelined on one connection are answered in order (reading pauses meanwhile); a
 request body buffered past 64 KiB pauses reading until the app takes it.
+
+What uvicorn's server expects of a protocol class (hence the version range in pyproject.toml):
+the constructor's arguments, `ServerState.connections` and `.tasks` kept current (graceful
+shutdown waits on both), `shutdown()`, and `.default_headers` (the date) read per response.
 """
 
 from __future__ import annotations
