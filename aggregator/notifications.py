@@ -165,12 +165,22 @@ class NotificationHub:
     def lists_changed(self, kinds: set[str], subject: str | None = None) -> None:
         """Tell every stream that asked about one of these lists (`tools`, ...); only `subject`'s when given."""
         methods = {kind_for_key(kind).changed for kind in kinds}
+        sending: dict[int, list[str]] = {}  # by id of a listener's kinds: streams share a few sets
+        plain: dict[str, bytes] = {}  # a stream without a subscription id gets the same bytes as all such
         for listener in list(self._listeners):
             if subject is not None and listener.subject != subject:
                 continue
-            wanted = {kind_for_key(kind).changed for kind in listener.kinds}
-            for method in sorted(methods & wanted):
-                listener.deliver(method)
+            chosen = sending.get(id(listener.kinds))
+            if chosen is None:
+                wanted = {kind_for_key(kind).changed for kind in listener.kinds}
+                chosen = sending[id(listener.kinds)] = sorted(methods & wanted)
+            for method in chosen:
+                if listener.subscription_id is not None:
+                    listener.deliver(method)
+                    continue
+                if method not in plain:
+                    plain[method] = encode(Notification(method=method))
+                listener.push(plain[method])
 
     def resource_updated(self, uri: str) -> None:
         for listener in list(self._listeners):
