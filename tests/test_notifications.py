@@ -59,7 +59,7 @@ async def test_a_stream_sends_keepalives_and_ends_when_its_client_leaves_without
         writer.write(request("/stream", method="GET"))
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert b": keepalive" in await asyncio.wait_for(reader.readuntil(b": keepalive\n\n\r\n"), 5)
-        waiting = [task for task in asyncio.all_tasks() if "wait_disconnect" in repr(task.get_coro())]
+        waiting = [task for task in asyncio.all_tasks() if "ClientWatch._watch" in repr(task.get_coro())]
         assert waiting == []  # the connection tells the stream its client left: no task waits in receive
         hub.lists_changed({"tools"})
         assert b"list_changed" in await asyncio.wait_for(reader.readuntil(b"list_changed"), 5)

@@ -19,7 +19,8 @@ from enum import Enum
 
 from aggregator.http_exchange import exchange_of
 from aggregator.notifications import Listener
-from aggregator.transport.http_common import Receive, Send, sse_event, start_sse, wait_disconnect
+from aggregator.transport.client_watch import ClientWatch
+from aggregator.transport.http_common import Receive, Send, sse_event, start_sse
 
 __all__ = ["StreamEnd", "pump"]
 
@@ -50,25 +51,19 @@ async def pump(
     and what they hold are freed while it stays open; elsewhere (an in-process client) it
     streams before returning.
     """
-    exchange = exchange_of(receive)
-    if exchange is not None:
-        exchange.on_disconnect = listener.wake
-        stream = _stream(send, listener, closing, lambda: exchange.disconnected, headers, preamble, farewell, ended)
+    watch = ClientWatch(receive, listener.wake)
+    stream = _stream(send, listener, closing, watch, headers, preamble, farewell, ended)
+    if (exchange := exchange_of(receive)) is not None:
         exchange.hand_over(stream)
-        return
-    gone = asyncio.ensure_future(wait_disconnect(receive))
-    gone.add_done_callback(lambda _: listener.wake())
-    try:
-        await _stream(send, listener, closing, gone.done, headers, preamble, farewell, ended)
-    finally:
-        gone.cancel()
+    else:
+        await stream
 
 
 async def _stream(
     send: Send,
     listener: Listener,
     closing: asyncio.Event,
-    gone: Callable[[], bool],
+    watch: ClientWatch,
     headers: list[tuple[bytes, bytes]] | None,
     preamble: bytes,
     farewell: bytes,
@@ -83,7 +78,7 @@ async def _stream(
             message = await listener.next()
             if message:
                 await send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
-            elif gone():
+            elif watch.gone:
                 end = StreamEnd.CLIENT_LEFT
                 break
             elif listener.closed:  # replaced, too far behind, or closed with every stream on stopping
@@ -92,6 +87,7 @@ async def _stream(
             elif message is not None:  # the hub's keepalive tick
                 await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
     finally:
+        watch.stop()
         last = sse_event(farewell) if farewell and end is StreamEnd.GATEWAY_STOPPING else b""
         with contextlib.suppress(Exception):  # the client may be gone already
             await send({"type": "http.response.body", "body": last, "more_body": False})

@@ -2,27 +2,24 @@
 
 The choice is made lazily: a plain call costs one JSON write; the first progress notification
 or server-to-client request of a call switches its response to an event stream. A
-2026-07-28 client that hangs up cancels its call (`DisconnectWatch`).
+2026-07-28 client that hangs up cancels its call (`ClientWatch`, in streamable_http.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from msgspec import Raw
 
 from aggregator.client_requests import ClientRequests
-from aggregator.http_exchange import exchange_of
 from aggregator.replica_link import SessionStreams
-from aggregator.transport.http_common import Receive, Send, send_bytes, sse_event, start_sse, wait_disconnect
+from aggregator.transport.http_common import Send, send_bytes, sse_event, start_sse
 from shared.protocol.errors import MissingClientCapability
 from shared.protocol.jsonrpc import Notification, encode
 
-__all__ = ["SESSION_HEADER", "DisconnectWatch", "PostChannel"]
+__all__ = ["SESSION_HEADER", "PostChannel"]
 
 SESSION_HEADER = b"mcp-session-id"
-_WATCH_AFTER = 0.05  # seconds a call runs before the gateway starts watching for the client leaving
 
 
 class PostChannel:
@@ -92,44 +89,3 @@ class PostChannel:
         self._done = True
         if self._writer is not None:
             self._writer.cancel()
-
-
-class DisconnectWatch:
-    """Cancels a request's task if its client disconnects.
-
-    Under the gateway's own server the connection says so itself (`Exchange.on_disconnect`): no
-    timer, no task. Elsewhere (an in-process client) watching costs a task and a loop round per
-    request, so it starts only once a call has run for `_WATCH_AFTER`: quick calls never pay it.
-    """
-
-    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None) -> None:
-        self.receive = receive
-        self.task = task
-        self.client_left = False
-        self._watcher: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._exchange = exchange_of(receive)
-        if self._exchange is not None:
-            self._exchange.on_disconnect = self._left
-        else:
-            self._timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, self._start)
-
-    def _start(self) -> None:
-        self._watcher = asyncio.ensure_future(self._watch())
-
-    async def _watch(self) -> None:
-        await wait_disconnect(self.receive)
-        self._left()
-
-    def _left(self) -> None:
-        self.client_left = True
-        if self.task is not None:
-            self.task.cancel()
-
-    def stop(self) -> None:
-        if self._exchange is not None:
-            self._exchange.on_disconnect = None
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._watcher is not None:
-            self._watcher.cancel()

@@ -21,6 +21,7 @@ from aggregator.calls import CallContext, session_call, stateless_call
 from aggregator.gateway import Gateway
 from aggregator.notifications import Listener
 from aggregator.protocol.stateless import parse_listen_filter
+from aggregator.transport.client_watch import ClientWatch
 from aggregator.transport.event_stream import pump
 from aggregator.transport.http_common import (
     BodyTooLarge,
@@ -35,7 +36,7 @@ from aggregator.transport.http_common import (
     send_bytes,
     send_error,
 )
-from aggregator.transport.post_response import SESSION_HEADER, DisconnectWatch, PostChannel
+from aggregator.transport.post_response import SESSION_HEADER, PostChannel
 from shared.protocol import versions as v
 from shared.protocol.errors import (
     GatewayError,
@@ -54,6 +55,7 @@ __all__ = ["StreamableHttpEndpoint"]
 log = logging.getLogger("aggregator.http")
 
 _ROUTING_HEADERS = {"mcp-protocol-version", "mcp-method", "mcp-name"}
+_WATCH_AFTER = 0.05  # seconds a call runs before an in-process client's disconnect is watched for
 
 
 class StreamableHttpEndpoint:
@@ -182,12 +184,13 @@ class StreamableHttpEndpoint:
         cancel_on_disconnect: bool,
     ) -> None:
         """Dispatch and answer; a 2026-07-28 client that hangs up cancels the work."""
-        watch = DisconnectWatch(receive, asyncio.current_task()) if cancel_on_disconnect else None
+        task = asyncio.current_task()
+        watch = ClientWatch(receive, task.cancel, delay=_WATCH_AFTER) if cancel_on_disconnect and task else None
         try:
             body, code = await self.router.dispatch(ctx, params)
         except asyncio.CancelledError:
             channel.abandon()
-            if watch is not None and watch.client_left:
+            if watch is not None and watch.gone:
                 return  # the client left; nobody to answer
             raise
         finally:
